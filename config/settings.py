@@ -1,0 +1,185 @@
+"""The one settings object, read once from the environment at process start.
+
+Names fixed by the design (``AIWYN_BASE_URL``, ``AIWYN_CLIENT_ID``, ``AIWYN_CLIENT_SECRET``,
+``AIWYN_API_KEY``, ``PUBLIC_URL``, ``REDIS_URL``, ``DATABASE_URL``, ``PORT``) keep their
+names; every other setting starts with ``AIWYN_RECEIVER_``. ``from_env`` is the only place
+in the project that reads the environment; everything else is handed a ``Settings``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+PREFIX = "AIWYN_RECEIVER_"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SUBSCRIPTIONS_FILE = Path(__file__).resolve().parent / "subscriptions.toml"
+
+
+class SettingsError(Exception):
+    """One or more settings are missing or malformed; the message names each of them."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every tunable of the service; see the README's settings table for meaning and defaults."""
+
+    aiwyn_base_url: str | None = None
+    aiwyn_client_id: str | None = field(default=None, repr=False)
+    aiwyn_client_secret: str | None = field(default=None, repr=False)
+    aiwyn_api_key: str | None = field(default=None, repr=False)
+    public_url: str | None = None
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    database_url: str = ""
+    port: int = 8000
+    bind_host: str = "0.0.0.0"
+    web_workers: int = 2
+    web_threads: int = 8
+    queue_name: str = "aiwyn-events"
+    max_body_bytes: int = 1024 * 1024
+    timestamp_tolerance: int = 300
+    dedupe_ttl: int = 2 * 24 * 3600
+    secrets_refresh_interval: int = 30
+    job_timeout: int = 60
+    job_retry_intervals: tuple[int, ...] = (5, 30, 120, 600, 1800)
+    http_timeout: float = 10.0
+    http_retries: int = 3
+    subscriptions_file: Path = DEFAULT_SUBSCRIPTIONS_FILE
+    log_level: str = "INFO"
+
+    def missing_for_api(self) -> list[str]:
+        """Names of the settings still needed to call Aiwyn's API."""
+        missing = []
+        if not self.aiwyn_base_url:
+            missing.append("AIWYN_BASE_URL")
+        has_client = bool(self.aiwyn_client_id and self.aiwyn_client_secret)
+        if not (has_client or self.aiwyn_api_key):
+            missing.append("AIWYN_CLIENT_ID and AIWYN_CLIENT_SECRET, or AIWYN_API_KEY")
+        return missing
+
+    def require_api(self) -> None:
+        """Stop the start with one clear line when Aiwyn's API cannot be reached for lack of settings."""
+        missing = self.missing_for_api()
+        if missing:
+            raise SettingsError("missing setting: " + "; ".join(missing))
+
+    def require_public_url(self) -> str:
+        """The public URL is needed only where subscriptions are registered."""
+        if not self.public_url:
+            raise SettingsError("missing setting: PUBLIC_URL (the https address Aiwyn can reach)")
+        return self.public_url
+
+    @property
+    def callback_url(self) -> str:
+        """Where Aiwyn must deliver: built from PUBLIC_URL, never from request headers."""
+        return self.require_public_url().rstrip("/") + "/webhooks/aiwyn"
+
+
+def _url(schemes: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        parts = urlsplit(raw)
+        if parts.scheme not in schemes or not (parts.netloc or parts.path):
+            raise ValueError(f"must be a URL starting with {' or '.join(s + '://' for s in schemes)}")
+        return raw.rstrip("/") if schemes[0].startswith("http") else raw
+
+    return parse
+
+
+def _int(low: int, high: int = 2**31) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        value = int(raw)
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}")
+        return value
+
+    return parse
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError("must be a positive number")
+    return value
+
+
+def _intervals(raw: str) -> tuple[int, ...]:
+    values = tuple(int(part) for part in raw.split(",") if part.strip())
+    if any(v < 0 for v in values):
+        raise ValueError("must be a comma-separated list of non-negative seconds")
+    return values
+
+
+def _log_level(raw: str) -> str:
+    level = raw.upper()
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+    return level
+
+
+def _existing_file(raw: str) -> Path:
+    path = Path(raw)
+    if not path.is_file():
+        raise ValueError(f"no such file: {raw}")
+    return path
+
+
+def _text(raw: str) -> str:
+    if not raw.strip():
+        raise ValueError("must not be empty")
+    return raw.strip()
+
+
+# environment name -> (field, parser). Secret values are never echoed in an error.
+_FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
+    "AIWYN_BASE_URL": ("aiwyn_base_url", _url(("https", "http"))),
+    "AIWYN_CLIENT_ID": ("aiwyn_client_id", _text),
+    "AIWYN_CLIENT_SECRET": ("aiwyn_client_secret", _text),
+    "AIWYN_API_KEY": ("aiwyn_api_key", _text),
+    "PUBLIC_URL": ("public_url", _url(("https", "http"))),
+    "REDIS_URL": ("redis_url", _url(("redis", "rediss", "unix"))),
+    "DATABASE_URL": ("database_url", _text),
+    "PORT": ("port", _int(1, 65535)),
+    PREFIX + "BIND_HOST": ("bind_host", _text),
+    PREFIX + "WEB_WORKERS": ("web_workers", _int(1, 64)),
+    PREFIX + "WEB_THREADS": ("web_threads", _int(1, 256)),
+    PREFIX + "QUEUE": ("queue_name", _text),
+    PREFIX + "MAX_BODY_BYTES": ("max_body_bytes", _int(1024)),
+    PREFIX + "TIMESTAMP_TOLERANCE": ("timestamp_tolerance", _int(1, 86400)),
+    PREFIX + "DEDUPE_TTL": ("dedupe_ttl", _int(60)),
+    PREFIX + "SECRETS_REFRESH_INTERVAL": ("secrets_refresh_interval", _int(1, 86400)),
+    PREFIX + "JOB_TIMEOUT": ("job_timeout", _int(1, 86400)),
+    PREFIX + "JOB_RETRY_INTERVALS": ("job_retry_intervals", _intervals),
+    PREFIX + "HTTP_TIMEOUT": ("http_timeout", _positive_float),
+    PREFIX + "HTTP_RETRIES": ("http_retries", _int(0, 10)),
+    PREFIX + "SUBSCRIPTIONS_FILE": ("subscriptions_file", _existing_file),
+    PREFIX + "LOG_LEVEL": ("log_level", _log_level),
+}
+_SECRET_NAMES = {"AIWYN_CLIENT_SECRET", "AIWYN_API_KEY", "DATABASE_URL", "REDIS_URL"}
+
+
+def default_database_url(root: Path = PROJECT_ROOT) -> str:
+    """SQLite under the git-ignored ``var/`` folder, so a first run needs no database server."""
+    return f"sqlite:///{root / 'var' / 'aiwyn.sqlite3'}"
+
+
+def from_env(environ: Mapping[str, str]) -> Settings:
+    """Build the settings; every bad value is reported together in one ``SettingsError``."""
+    values: dict[str, Any] = {}
+    errors: list[str] = []
+    for name, (attr, parse) in _FIELDS.items():
+        raw = environ.get(name)
+        if raw is None or raw == "":
+            continue
+        try:
+            values[attr] = parse(raw)
+        except ValueError as exc:
+            shown = "" if name in _SECRET_NAMES else f" (got {raw!r})"
+            errors.append(f"{name}: {exc}{shown}")
+    if errors:
+        raise SettingsError("bad setting: " + "; ".join(errors))
+    values.setdefault("database_url", default_database_url())
+    return Settings(**values)

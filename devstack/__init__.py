@@ -1,0 +1,1 @@
+"""Local development and test stack: starts Redis, the emulator and the service's processes."""

@@ -1,0 +1,101 @@
+"""The run command: the whole service on its defaults, for a newcomer or a developer.
+
+Starts a private ``redis-server`` unless ``REDIS_URL`` is set, the emulator unless
+``AIWYN_BASE_URL`` is set, runs the Procfile's ``release`` (migrations, registration), then
+its ``web`` and ``worker`` under honcho. Ctrl-C stops everything it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from devstack.services import (
+    ROOT,
+    Process,
+    StackError,
+    free_port,
+    port_in_use,
+    run_release,
+    start_emulator,
+    start_redis,
+    wait_until,
+)
+
+VAR = ROOT / "var"
+EMULATOR_PORT = 8700
+
+
+def _instructions(env: dict[str, str]) -> str:
+    python = os.path.relpath(sys.executable, Path.cwd())
+    emulator = env.get("AIWYN_BASE_URL", "")
+    lines = [
+        "",
+        "=" * 78,
+        f"The receiver is up: {env['PUBLIC_URL']}/webhooks/aiwyn (health: {env['PUBLIC_URL']}/readyz)",
+        f"Aiwyn API: {emulator}   Redis: {env['REDIS_URL']}   Database: {env.get('DATABASE_URL') or 'var/aiwyn.sqlite3'}",
+        "",
+        "In another terminal, create, change and delete a record in the emulator and watch the mirror:",
+        f"  {python} -m devstack.demo --aiwyn {emulator}",
+        f"  {python} -m workers records          # the mirror, newest first",
+        "",
+        f"Logs of the emulator and Redis are in var/logs/. Emulator deliveries: {emulator}/_emulator/stats",
+        "Ctrl-C stops everything.",
+        "=" * 78,
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/run", description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=None, help="web port (default: $PORT or 8000)")
+    args = parser.parse_args(argv)
+
+    env = dict(os.environ)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    port = args.port or int(env.get("PORT") or 8000)
+    if port_in_use(port):
+        print(f"port {port} is taken: stop what runs there or pass --port N", file=sys.stderr)
+        return 2
+    env["PORT"] = str(port)
+    env.setdefault("PUBLIC_URL", f"http://127.0.0.1:{port}")
+    env.setdefault("AIWYN_RECEIVER_BIND_HOST", "127.0.0.1")
+    started: list[Process] = []
+    try:
+        if not env.get("REDIS_URL"):
+            redis_process, env["REDIS_URL"] = start_redis(VAR / "redis")
+            started.append(redis_process)
+            print(f"started a private redis-server at {env['REDIS_URL']}")
+        if not env.get("AIWYN_BASE_URL"):
+            # Quick retries, so a delivery refused while the web process starts lands soon.
+            env.setdefault("EMULATOR_RETRY_SCHEDULE", "1,2,5,10,30,60,300")
+            emulator_port = EMULATOR_PORT if not port_in_use(EMULATOR_PORT) else free_port()
+            emulator, env["AIWYN_BASE_URL"] = start_emulator(env, VAR / "logs" / "emulator.log", emulator_port)
+            started.append(emulator)
+            env.setdefault("AIWYN_CLIENT_ID", env.get("EMULATOR_CLIENT_ID", "local-client"))
+            env.setdefault("AIWYN_CLIENT_SECRET", env.get("EMULATOR_CLIENT_SECRET", "local-secret"))
+            print(f"started the Aiwyn emulator at {env['AIWYN_BASE_URL']}")
+        run_release(env, VAR / "logs" / "release.log")
+        print("release done: migrations applied, subscriptions registered")
+        honcho = Path(sys.executable).with_name("honcho")
+        procfile = subprocess.Popen([str(honcho), "-f", str(ROOT / "Procfile"), "-d", str(ROOT), "start", "web", "worker"], env=env)
+        wait_until(lambda: httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200, 60, "web /readyz")
+        print(_instructions(env), flush=True)
+        return procfile.wait()
+    except StackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for process in reversed(started):
+            process.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""The Flask app factory: everything the web process needs, built once from the settings."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import redis
+import sqlalchemy
+from flask import Flask
+
+from config import Settings, load_settings
+from config.logs import configure_logging
+from receiver.aiwyn_client import AiwynClient
+from receiver.delivery_queue import DeliveryQueue
+from receiver.secret_store import SecretStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """What the request handlers share in one web process."""
+
+    settings: Settings
+    redis: redis.Redis
+    secrets: SecretStore
+    queue: DeliveryQueue
+    database: sqlalchemy.Engine
+
+
+def connect_redis(settings: Settings) -> redis.Redis:
+    """A Redis client that fails fast: a request must answer 503 quickly, not hang."""
+    return redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the web app; tests pass their own settings, gunicorn lets them come from the environment."""
+    settings = settings or load_settings()
+    configure_logging(settings.log_level)
+    settings.require_api()
+    app = Flask(__name__)
+    # Werkzeug refuses a larger body with 413 while reading it, chunked or not.
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    connection = connect_redis(settings)
+    runtime = Runtime(
+        settings=settings,
+        redis=connection,
+        secrets=SecretStore(
+            connection,
+            lambda: AiwynClient(settings),
+            settings.callback_url if settings.public_url else None,
+            settings.secrets_refresh_interval,
+        ),
+        queue=DeliveryQueue(settings, connection),
+        database=sqlalchemy.create_engine(settings.database_url, pool_pre_ping=True),
+    )
+    app.extensions["aiwyn"] = runtime
+    try:
+        runtime.secrets.reload_from_redis()
+    except redis.RedisError as exc:
+        log.warning("secrets not loaded at start, Redis unreachable: %s", type(exc).__name__)
+
+    from receiver.health import health
+    from receiver.webhook import webhooks
+
+    app.register_blueprint(webhooks)
+    app.register_blueprint(health)
+    return app

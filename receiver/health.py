@@ -1,0 +1,39 @@
+"""Liveness and readiness: ``/healthz`` says the process answers, ``/readyz`` that it can work."""
+
+from __future__ import annotations
+
+import redis
+import sqlalchemy
+from flask import Blueprint, current_app, jsonify
+from flask.typing import ResponseReturnValue
+
+health = Blueprint("health", __name__)
+
+
+@health.get("/healthz")
+def healthz() -> ResponseReturnValue:
+    return jsonify(status="ok")
+
+
+@health.get("/readyz")
+def readyz() -> ResponseReturnValue:
+    """Ready when Redis and the database answer and the signing secrets are loaded."""
+    runtime = current_app.extensions["aiwyn"]
+    checks: dict[str, str] = {}
+    try:
+        runtime.redis.ping()
+        checks["redis"] = "ok"
+        if not runtime.secrets.loaded:
+            runtime.secrets.reload_from_redis()
+        checks["secrets"] = "ok" if runtime.secrets.loaded else "not loaded"
+    except redis.RedisError as exc:
+        checks["redis"] = f"unreachable ({type(exc).__name__})"
+        checks.setdefault("secrets", "unknown")
+    try:
+        with runtime.database.connect() as connection:
+            connection.execute(sqlalchemy.text("SELECT 1"))
+        checks["database"] = "ok"
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        checks["database"] = f"unreachable ({type(exc).__name__})"
+    ready = all(value == "ok" for value in checks.values())
+    return jsonify(status="ready" if ready else "not ready", checks=checks), 200 if ready else 503

@@ -1,0 +1,136 @@
+"""Signing secrets of our subscriptions: in memory for the request path, in Redis for sharing.
+
+The steady state makes no API call and no Redis call: secrets are served from memory. Only a
+miss (unknown subscription id) or a signature that matches no known secret (a rotation) looks
+again, first in Redis (another process may have refreshed it), then at Aiwyn; the API call
+is throttled to once per interval across all processes through a Redis key, so a flood of
+forged requests can never make us hammer Aiwyn.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+import redis
+
+from receiver.aiwyn_client import AiwynAPIError, AiwynClient
+
+log = logging.getLogger(__name__)
+
+SECRETS_KEY = "aiwyn:secrets"  # hash: subscription id -> JSON list of {"secret", "expiresAt"}
+_THROTTLE_KEY = "aiwyn:secrets:refreshed:"  # + subscription id, or "*" for the whole list
+
+
+class SecretStore:
+    """Where the receiver gets the current secrets of a subscription."""
+
+    def __init__(
+        self,
+        redis_client: redis.Redis,
+        client_factory: Callable[[], AiwynClient],
+        callback_url: str | None,
+        refresh_interval: int,
+    ) -> None:
+        self._redis = redis_client
+        self._client_factory = client_factory
+        self._client: AiwynClient | None = None
+        self._callback_url = callback_url
+        self._interval = refresh_interval
+        self._lock = threading.Lock()
+        self._memory: dict[str, list[dict[str, Any]]] = {}
+
+    @property
+    def loaded(self) -> bool:
+        """True once the secrets of at least one subscription are known."""
+        return bool(self._memory)
+
+    def secrets_for(self, subscription_id: str) -> list[str] | None:
+        """Current secrets of a subscription, or ``None`` when it is not one of ours."""
+        entries = self._memory.get(subscription_id)
+        if entries is None:
+            self.reload_from_redis()
+            entries = self._memory.get(subscription_id)
+        if entries is None and self._may_call_api("*"):
+            self.refresh_all()
+            entries = self._memory.get(subscription_id)
+        return None if entries is None else _current(entries)
+
+    def refreshed_secrets(self, subscription_id: str, tried: list[str]) -> list[str] | None:
+        """After no secret matched: newer secrets from Redis or (throttled) Aiwyn, else ``None``."""
+        self.reload_from_redis()
+        entries = self._memory.get(subscription_id)
+        if entries is not None and set(_current(entries)) != set(tried):
+            return _current(entries)
+        if not self._may_call_api(subscription_id):
+            return None
+        try:
+            fetched = self._api().signing_secrets(subscription_id)
+        except AiwynAPIError as exc:
+            log.warning("secrets refresh for %s failed: %s %s", subscription_id, exc.status, exc.code)
+            return None
+        self._store({subscription_id: fetched})
+        fresh = _current(self._memory[subscription_id])
+        return fresh if set(fresh) != set(tried) else None
+
+    def reload_from_redis(self) -> None:
+        raw = self._redis.hgetall(SECRETS_KEY)
+        loaded = {key.decode(): json.loads(value) for key, value in raw.items()}
+        with self._lock:
+            self._memory = loaded
+
+    def refresh_all(self) -> int:
+        """Fetch the secrets of every active subscription pointing at us; returns how many."""
+        try:
+            client = self._api()
+            ours = [
+                sub["id"]
+                for sub in client.list_subscriptions(include_inactive=False)
+                if sub.get("active") and (self._callback_url is None or sub.get("url") == self._callback_url)
+            ]
+            fetched = {sub_id: client.signing_secrets(sub_id) for sub_id in ours}
+        except AiwynAPIError as exc:
+            log.warning("secrets refresh failed: %s %s", exc.status, exc.code)
+            return 0
+        self._store(fetched)
+        return len(fetched)
+
+    def store(self, subscription_id: str, secrets: list[dict[str, Any]]) -> None:
+        """Keep secrets fetched elsewhere (by registration) for every process."""
+        self._store({subscription_id: secrets})
+
+    def _store(self, fetched: dict[str, list[dict[str, Any]]]) -> None:
+        if not fetched:
+            return
+        entries = {
+            sub_id: [{"secret": s["secret"], "expiresAt": s.get("expiresAt")} for s in secrets if s.get("algorithm", "v1") == "v1"]
+            for sub_id, secrets in fetched.items()
+        }
+        self._redis.hset(SECRETS_KEY, mapping={k: json.dumps(v) for k, v in entries.items()})
+        with self._lock:
+            self._memory = {**self._memory, **entries}
+
+    def _may_call_api(self, scope: str) -> bool:
+        return bool(self._redis.set(_THROTTLE_KEY + scope, "1", nx=True, ex=self._interval))
+
+    def _api(self) -> AiwynClient:
+        with self._lock:
+            if self._client is None:
+                self._client = self._client_factory()
+            return self._client
+
+
+def _current(entries: list[dict[str, Any]]) -> list[str]:
+    now = datetime.now(timezone.utc)
+    return [e["secret"] for e in entries if not e.get("expiresAt") or _parse_time(e["expiresAt"]) > now]
+
+
+def _parse_time(value: str) -> datetime:
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return datetime.max.replace(tzinfo=timezone.utc)  # unreadable expiry: keep the secret

@@ -1,0 +1,99 @@
+"""``POST /webhooks/aiwyn``: refuse what is not proven genuine, queue what is, answer fast.
+
+Cheap refusals come first (size, content type, headers, timestamp), the signature next, and
+the body is parsed only once it is proven to come from Aiwyn. A 2xx is given only after the
+delivery is in Redis; when Redis cannot take it, 503 makes Aiwyn retry later.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import redis
+from flask import Blueprint, Response, current_app, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from receiver.delivery_queue import Enqueued
+from receiver.signatures import NO_MATCH, VerificationError, check_headers, check_signature
+
+log = logging.getLogger(__name__)
+webhooks = Blueprint("webhooks", __name__)
+
+SUBSCRIPTION_HEADER = "aiwyn-subscription-id"  # assumed in the contract
+RETRY_AFTER_SECONDS = "30"
+
+
+def _answer(status: int, message: str, reason: str, started: float, **extra: str) -> Response:
+    event = request.headers.get("webhook-id", "")[:100]
+    subscription = request.headers.get(SUBSCRIPTION_HEADER, "")[:100]
+    log.log(
+        logging.INFO if status < 400 else logging.WARNING,
+        "webhook %s status=%d reason=%r event=%r subscription=%r client=%s ms=%.1f",
+        "accepted" if status < 400 else "rejected",
+        status,
+        reason,
+        event,
+        subscription,
+        request.remote_addr,
+        (time.perf_counter() - started) * 1000,
+    )
+    response = jsonify({"status": message} if status < 400 else {"error": message})
+    response.status_code = status
+    response.headers.update(extra)
+    return response
+
+
+@webhooks.post("/webhooks/aiwyn")
+def receive() -> Response:
+    started = time.perf_counter()
+    runtime = current_app.extensions["aiwyn"]
+    settings = runtime.settings
+    if request.content_length is not None and request.content_length > settings.max_body_bytes:
+        return _answer(413, "body too large", "content-length over the limit", started)
+    if request.mimetype != "application/json":
+        return _answer(415, "content type must be application/json", "wrong content type", started)
+    try:
+        body = request.get_data(cache=False)
+    except RequestEntityTooLarge:
+        return _answer(413, "body too large", "body over the limit", started)
+
+    subscription_id = request.headers.get(SUBSCRIPTION_HEADER, "")
+    try:
+        signed = check_headers(request.headers, tolerance=settings.timestamp_tolerance)
+        if not subscription_id:
+            raise VerificationError(f"missing {SUBSCRIPTION_HEADER} header")
+        secrets = runtime.secrets.secrets_for(subscription_id)
+        if secrets is None:
+            raise VerificationError("unknown subscription")
+        try:
+            check_signature(signed, body, secrets)
+        except VerificationError as exc:
+            # Perhaps the secret was rotated: look again, at most once per interval.
+            fresh = runtime.secrets.refreshed_secrets(subscription_id, secrets) if exc.reason == NO_MATCH else None
+            if fresh is None:
+                raise
+            check_signature(signed, body, fresh)
+    except VerificationError as exc:
+        return _answer(401, "signature verification failed", exc.reason, started)
+    except redis.RedisError as exc:
+        return _answer(503, "queue unavailable", f"redis: {type(exc).__name__}", started, **{"Retry-After": RETRY_AFTER_SECONDS})
+
+    event_id = signed.event_id
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return _answer(400, "body is not valid JSON", "body is not JSON", started)
+    if not isinstance(payload, dict):
+        return _answer(400, "body must be a JSON object", "body is not a JSON object", started)
+    if payload.get("id", event_id) != event_id:
+        return _answer(400, "body id differs from webhook-id", "body id mismatch", started)
+
+    try:
+        outcome = runtime.queue.enqueue(event_id, subscription_id, body)
+    except redis.RedisError as exc:
+        return _answer(503, "queue unavailable", f"redis: {type(exc).__name__}", started, **{"Retry-After": RETRY_AFTER_SECONDS})
+    if outcome is Enqueued.DUPLICATE:
+        return _answer(200, "duplicate", "already queued or done", started)
+    return _answer(202, outcome.value, outcome.value, started)

@@ -1,0 +1,160 @@
+"""The endpoint with a real Redis: what is queued, what is refused, and with which status."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import redis
+from flask.testing import FlaskClient
+from rq import Queue, SimpleWorker
+from rq.job import Job
+
+from config import Settings
+from config.job_contract import PROCESS_DELIVERY, job_id_for
+from devstack.services import free_port, start_redis
+from receiver import create_app
+from receiver.signatures import decode_secret, sign
+from workers.registry import HandlerRegistry
+from workers.runtime import start_runtime
+
+SECRET = "whsec_" + base64.b64encode(b"s" * 32).decode()
+SUB = "sub_TEST00000001"
+
+
+def delivery(event_id: str = "evt_A1", *, secret: str = SECRET, at: float | None = None, body: bytes | None = None,
+             subscription: str = SUB) -> tuple[dict[str, str], bytes]:  # fmt: skip
+    body = body if body is not None else json.dumps(
+        {"id": event_id, "subscriptionId": subscription, "entityType": "client", "operation": "CREATE",
+         "occurredAt": "2026-11-23T10:00:00.123Z", "record": {"id": "rec_1", "type": "client", "version": 1}}
+    ).encode()  # fmt: skip
+    at = int(time.time() if at is None else at)
+    headers = {
+        "Content-Type": "application/json",
+        "webhook-id": event_id,
+        "webhook-timestamp": str(at),
+        "webhook-signature": sign(decode_secret(secret), event_id, at, body),
+        "aiwyn-subscription-id": subscription,
+    }
+    return headers, body
+
+
+@pytest.fixture
+def client(settings: Settings, redis_client: redis.Redis) -> FlaskClient:
+    app = create_app(settings)
+    app.extensions["aiwyn"].secrets.store(SUB, [{"secret": SECRET, "algorithm": "v1", "expiresAt": None}])
+    return app.test_client()
+
+
+def queued_ids(settings: Settings, redis_client: redis.Redis) -> list[str]:
+    return Queue(settings.queue_name, connection=redis_client).get_job_ids()
+
+
+def test_a_genuine_delivery_is_queued_with_the_contracts_arguments(client: FlaskClient, settings: Settings, redis_client: redis.Redis) -> None:
+    headers, body = delivery()
+    answer = client.post("/webhooks/aiwyn", data=body, headers=headers)
+    assert answer.status_code == 202
+    assert queued_ids(settings, redis_client) == [job_id_for("evt_A1")]
+    job = Job.fetch(job_id_for("evt_A1"), connection=redis_client)
+    assert job.func_name == PROCESS_DELIVERY
+    assert job.args == ("evt_A1", SUB, body)
+
+
+def test_a_duplicate_is_acknowledged_and_not_queued_twice(client: FlaskClient, settings: Settings, redis_client: redis.Redis) -> None:
+    headers, body = delivery()
+    assert client.post("/webhooks/aiwyn", data=body, headers=headers).status_code == 202
+    again_headers, _ = delivery(at=time.time() + 1, body=body)  # Aiwyn re-signs every attempt
+    answer = client.post("/webhooks/aiwyn", data=body, headers=again_headers)
+    assert answer.status_code == 200 and answer.json == {"status": "duplicate"}
+    assert queued_ids(settings, redis_client) == [job_id_for("evt_A1")]
+
+
+def test_a_redelivery_of_a_failed_event_is_queued_again(
+    client: FlaskClient, settings: Settings, redis_client: redis.Redis, database_url: str
+) -> None:
+    def broken(event: object, session: object) -> None:
+        raise RuntimeError("handler is broken")
+
+    registry = HandlerRegistry()
+    registry.register(broken, name="broken")
+    start_runtime(replace(settings, database_url=database_url), registry)
+    headers, body = delivery()
+    client.post("/webhooks/aiwyn", data=body, headers=headers)
+    queue = Queue(settings.queue_name, connection=redis_client)
+    SimpleWorker([queue], connection=redis_client).work(burst=True)  # two retries, then the failed registry
+    assert queue.failed_job_registry.get_job_ids() == [job_id_for("evt_A1")]
+
+    headers, _ = delivery(body=body)
+    answer = client.post("/webhooks/aiwyn", data=body, headers=headers)
+    assert answer.status_code == 202 and answer.json == {"status": "requeued"}
+    assert queued_ids(settings, redis_client) == [job_id_for("evt_A1")]
+
+
+def _unsigned() -> tuple[dict[str, str], bytes]:
+    headers, body = delivery()
+    del headers["webhook-signature"]
+    return headers, body
+
+
+def _with(**changes: str) -> tuple[dict[str, str], bytes]:
+    headers, body = delivery()
+    headers.update(changes)
+    return headers, body
+
+
+@pytest.mark.parametrize(
+    ("request_", "status", "reason"),
+    [
+        pytest.param(_unsigned(), 401, "missing webhook-signature header", id="unsigned"),
+        pytest.param(delivery(secret="whsec_" + base64.b64encode(b"x" * 32).decode()), 401, "no signature matches", id="forged"),
+        pytest.param(delivery(at=time.time() - 3600), 401, "webhook-timestamp is too old", id="stale"),
+        pytest.param(delivery(subscription="sub_UNKNOWN"), 401, "unknown subscription", id="unknown-subscription"),
+        pytest.param(_with(**{"aiwyn-subscription-id": ""}), 401, "missing aiwyn-subscription-id", id="no-subscription"),
+        pytest.param(_with(**{"Content-Type": "text/plain"}), 415, "wrong content type", id="content-type"),
+        pytest.param(delivery(body=b"not json at all"), 400, "body is not JSON", id="not-json"),
+        pytest.param(delivery(body=b"[1, 2]"), 400, "body is not a JSON object", id="json-array"),
+        pytest.param(delivery(body=b'{"id": "evt_OTHER"}'), 400, "body id mismatch", id="id-mismatch"),
+        pytest.param(delivery(body=b'{"pad": "' + b"x" * (1024 * 1024) + b'"}'), 413, "over the limit", id="too-large"),
+    ],
+)
+def test_refused_requests_queue_nothing(
+    client: FlaskClient, settings: Settings, redis_client: redis.Redis, caplog: pytest.LogCaptureFixture,
+    request_: tuple[dict[str, str], bytes], status: int, reason: str,
+) -> None:  # fmt: skip
+    headers, body = request_
+    with caplog.at_level(logging.INFO, logger="receiver.webhook"):
+        answer = client.post("/webhooks/aiwyn", data=body, headers=headers)
+    assert answer.status_code == status
+    assert queued_ids(settings, redis_client) == []
+    assert any(reason in message and f"status={status}" in message for message in caplog.messages), caplog.messages
+    assert not any(SECRET[6:] in message for message in caplog.messages)
+
+
+def test_redis_down_answers_503_with_retry_after(settings: Settings, tmp_path: Path) -> None:
+    process, url = start_redis(tmp_path / "redis")
+    app = create_app(replace(settings, redis_url=url))
+    app.extensions["aiwyn"].secrets.store(SUB, [{"secret": SECRET, "algorithm": "v1", "expiresAt": None}])
+    process.stop()
+    headers, body = delivery()
+    answer = app.test_client().post("/webhooks/aiwyn", data=body, headers=headers)
+    assert answer.status_code == 503
+    assert answer.headers["Retry-After"].isdigit()
+
+
+def test_health_and_readiness(client: FlaskClient) -> None:
+    assert client.get("/healthz").status_code == 200
+    ready = client.get("/readyz")
+    assert ready.status_code == 200, ready.json
+    assert ready.json["checks"] == {"redis": "ok", "secrets": "ok", "database": "ok"}
+
+
+def test_readiness_fails_without_redis(settings: Settings) -> None:
+    app = create_app(replace(settings, redis_url=f"redis://127.0.0.1:{free_port()}/0"))
+    ready = app.test_client().get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json["checks"]["redis"].startswith("unreachable")

@@ -1,0 +1,112 @@
+"""The event as handlers see it: typed, read-only, parsed from the delivery's raw body."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from types import MappingProxyType
+from typing import Any, Mapping
+
+OPERATIONS = ("CREATE", "UPDATE", "DELETE")
+
+
+class InvalidEvent(ValueError):
+    """The body is not an event this service understands; retrying cannot help."""
+
+
+@dataclass(frozen=True)
+class Record:
+    id: str
+    type: str
+    version: int | None
+    active: bool
+    system_ref: Mapping[str, Any] | None
+    attributes: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Event:
+    """One change of one Aiwyn record."""
+
+    id: str
+    subscription_id: str
+    entity_type: str
+    operation: str
+    occurred_at: datetime
+    record: Record
+
+
+def parse_time(value: Any) -> datetime:
+    """An ISO-8601 time as an aware UTC datetime; Aiwyn sends milliseconds and a ``Z``."""
+    if not isinstance(value, str):
+        raise InvalidEvent("occurredAt is missing")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise InvalidEvent(f"occurredAt is not a time: {value[:40]!r}") from exc
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
+
+
+def _frozen(value: Any) -> Any:
+    if isinstance(value, dict):
+        return MappingProxyType({k: _frozen(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return tuple(_frozen(v) for v in value)
+    return value
+
+
+def parse_event(body: bytes, event_id: str, subscription_id: str) -> Event:
+    """Check the body's shape and build the event; ``InvalidEvent`` names what is wrong."""
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidEvent("body is not JSON") from exc
+    if not isinstance(data, dict):
+        raise InvalidEvent("body is not a JSON object")
+    record = data.get("record")
+    if not isinstance(record, dict):
+        raise InvalidEvent("record is missing")
+    entity_type = data.get("entityType") or record.get("type")
+    operation = data.get("operation")
+    record_id = record.get("id")
+    version = record.get("version")
+    if not isinstance(entity_type, str) or not entity_type:
+        raise InvalidEvent("entityType is missing")
+    if operation not in OPERATIONS:
+        raise InvalidEvent(f"operation is not one of {', '.join(OPERATIONS)}")
+    if not isinstance(record_id, str) or not record_id:
+        raise InvalidEvent("record.id is missing")
+    if version is not None and (not isinstance(version, int) or isinstance(version, bool)):
+        raise InvalidEvent("record.version is not an integer")
+    attributes = record.get("attributes") or {}
+    system_ref = record.get("systemRef")
+    if not isinstance(attributes, dict) or not (system_ref is None or isinstance(system_ref, dict)):
+        raise InvalidEvent("record.attributes or record.systemRef is not an object")
+    return Event(
+        id=event_id,
+        subscription_id=data.get("subscriptionId") or subscription_id,
+        entity_type=entity_type,
+        operation=operation,
+        occurred_at=parse_time(data.get("occurredAt")),
+        record=Record(
+            id=record_id,
+            type=record.get("type") or entity_type,
+            version=version,
+            # A DELETE is a soft delete whatever the record says.
+            active=False if operation == "DELETE" else bool(record.get("active", True)),
+            system_ref=_frozen(system_ref),
+            attributes=_frozen(attributes),
+        ),
+    )
+
+
+def plain(value: Any) -> Any:
+    """A frozen mapping or tuple turned back into JSON-ready dicts and lists."""
+    if isinstance(value, Mapping):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [plain(v) for v in value]
+    return value

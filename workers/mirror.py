@@ -1,0 +1,68 @@
+"""The built-in handler: keep ``aiwyn_records`` at the newest known state of every record.
+
+Ordering rule (the contract's): changes of one record are ordered by ``record.version`` when
+both sides have one, else by ``occurredAt``, then by event id. The rule lives in the upsert's
+``WHERE`` clause, so the database applies it atomically: two workers racing on one record,
+a duplicate, or an older change arriving late can never overwrite a newer state.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import and_, not_, or_
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from workers.events import Event, plain
+from workers.models import MirroredRecord
+
+_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+
+
+def db_time(moment: datetime, dialect: str) -> datetime:
+    """SQLite keeps datetimes as text: naive UTC everywhere keeps its comparisons right."""
+    return moment.astimezone(timezone.utc).replace(tzinfo=None) if dialect == "sqlite" else moment
+
+
+def _newer(incoming: Any, current: Any) -> Any:
+    """SQL for "incoming is a later change than current" by the contract's ordering rule."""
+    later_time = or_(
+        incoming.occurred_at > current.occurred_at,
+        and_(incoming.occurred_at == current.occurred_at, incoming.event_id > current.event_id),
+    )
+    both_versioned = and_(incoming.version.is_not(None), current.version.is_not(None))
+    return or_(
+        and_(both_versioned, or_(incoming.version > current.version, and_(incoming.version == current.version, later_time))),
+        and_(not_(both_versioned), later_time),
+    )
+
+
+def mirror_record(event: Event, session: Session) -> None:
+    """Upsert the event's record unless the mirror already holds a newer change of it."""
+    dialect = session.get_bind().dialect.name
+    try:
+        insert = _INSERTS[dialect]
+    except KeyError:
+        raise NotImplementedError(f"the mirror supports SQLite and PostgreSQL, not {dialect}") from None
+    record = event.record
+    values = {
+        "entity_type": event.entity_type,
+        "record_id": record.id,
+        "system_ref": plain(record.system_ref),
+        "attributes": plain(record.attributes),
+        "active": record.active,
+        "version": record.version,
+        "occurred_at": db_time(event.occurred_at, dialect),
+        "event_id": event.id,
+        "updated_at": db_time(datetime.now(timezone.utc), dialect),
+    }
+    statement = insert(MirroredRecord).values(**values)
+    table = MirroredRecord.__table__
+    statement = statement.on_conflict_do_update(
+        index_elements=[table.c.entity_type, table.c.record_id],
+        set_={key: statement.excluded[key] for key in values if key not in ("entity_type", "record_id")},
+        where=_newer(statement.excluded, table.c),
+    )
+    session.execute(statement)
