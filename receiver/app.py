@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import redis
 import sqlalchemy
@@ -48,7 +48,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         redis=connection,
         secrets=SecretStore(
             connection,
-            lambda: AiwynClient(settings),
+            # Called from a request only when a secret is missing (throttled): fail fast, no retries.
+            lambda: AiwynClient(replace(settings, http_retries=0, http_timeout=min(settings.http_timeout, 3.0))),
             settings.callback_url if settings.public_url else None,
             settings.secrets_refresh_interval,
         ),

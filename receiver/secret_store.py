@@ -13,7 +13,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -125,7 +125,7 @@ class SecretStore:
 
 
 def _current(entries: list[dict[str, Any]]) -> list[str]:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return [e["secret"] for e in entries if not e.get("expiresAt") or _parse_time(e["expiresAt"]) > now]
 
 
@@ -133,4 +133,4 @@ def _parse_time(value: str) -> datetime:
     try:
         return datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        return datetime.max.replace(tzinfo=timezone.utc)  # unreadable expiry: keep the secret
+        return datetime.max.replace(tzinfo=UTC)  # unreadable expiry: keep the secret

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 OPERATIONS = ("CREATE", "UPDATE", "DELETE")
 
@@ -46,8 +47,8 @@ def parse_time(value: Any) -> datetime:
     except ValueError as exc:
         raise InvalidEvent(f"occurredAt is not a time: {value[:40]!r}") from exc
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
 
 
 def _frozen(value: Any) -> Any:

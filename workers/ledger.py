@@ -8,7 +8,7 @@ waits for the first to commit and then finds it processed. (PostgreSQL: the uniq
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -36,7 +36,7 @@ def claim(session: Session, event_id: str, subscription_id: str, body: bytes, ev
         "payload": body.decode("utf-8", errors="replace"),
         "status": RECEIVED,
         "attempts": 0,
-        "received_at": db_time(datetime.now(timezone.utc), dialect),
+        "received_at": db_time(datetime.now(UTC), dialect),
     }
     if event is not None:
         values.update(
@@ -59,4 +59,4 @@ def finish(session: Session, entry: LedgerEntry, status: str, error: str | None 
     entry.attempts = (entry.attempts or 0) + 1
     entry.last_error = error
     if status == PROCESSED:
-        entry.processed_at = db_time(datetime.now(timezone.utc), dialect)
+        entry.processed_at = db_time(datetime.now(UTC), dialect)

@@ -8,7 +8,7 @@ a duplicate, or an older change arriving late can never overwrite a newer state.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import and_, not_, or_
@@ -23,7 +23,7 @@ _INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 def db_time(moment: datetime, dialect: str) -> datetime:
     """SQLite keeps datetimes as text: naive UTC everywhere keeps its comparisons right."""
-    return moment.astimezone(timezone.utc).replace(tzinfo=None) if dialect == "sqlite" else moment
+    return moment.astimezone(UTC).replace(tzinfo=None) if dialect == "sqlite" else moment
 
 
 def _newer(incoming: Any, current: Any) -> Any:
@@ -56,7 +56,7 @@ def mirror_record(event: Event, session: Session) -> None:
         "version": record.version,
         "occurred_at": db_time(event.occurred_at, dialect),
         "event_id": event.id,
-        "updated_at": db_time(datetime.now(timezone.utc), dialect),
+        "updated_at": db_time(datetime.now(UTC), dialect),
     }
     statement = insert(MirroredRecord).values(**values)
     table = MirroredRecord.__table__

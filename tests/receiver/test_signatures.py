@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import os
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from standardwebhooks.webhooks import Webhook
@@ -20,7 +20,7 @@ BODY = b'{"id": "evt_1", "entityType": "client"}'
 def reference_headers(secret: str, event_id: str = "evt_1", body: bytes = BODY, at: float | None = None) -> dict[str, str]:
     """Headers as the PyPI ``standardwebhooks`` package signs them."""
     at = int(time.time() if at is None else at)
-    signature = Webhook(secret).sign(event_id, datetime.fromtimestamp(at, tz=timezone.utc), body.decode())
+    signature = Webhook(secret).sign(event_id, datetime.fromtimestamp(at, tz=UTC), body.decode())
     return {"webhook-id": event_id, "webhook-timestamp": str(at), "webhook-signature": signature}
 
 

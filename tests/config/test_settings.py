@@ -1,0 +1,79 @@
+"""Settings: defaults, every bad value reported at once, no secret echoed, one reader of the environment."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from config.settings import PROJECT_ROOT, SettingsError, from_env
+from config.subscriptions import load_subscriptions
+
+
+def test_defaults_need_nothing() -> None:
+    settings = from_env({})
+    assert settings.redis_url == "redis://127.0.0.1:6379/0"
+    assert settings.database_url == f"sqlite:///{PROJECT_ROOT / 'var' / 'aiwyn.sqlite3'}"
+    assert (settings.timestamp_tolerance, settings.max_body_bytes, settings.port) == (300, 1024 * 1024, 8000)
+
+
+def test_values_are_typed() -> None:
+    settings = from_env({"PORT": "9000", "AIWYN_RECEIVER_JOB_RETRY_INTERVALS": "1, 2,3", "PUBLIC_URL": "https://x.example/"})
+    assert settings.port == 9000 and settings.job_retry_intervals == (1, 2, 3)
+    assert settings.callback_url == "https://x.example/webhooks/aiwyn"
+
+
+def test_every_bad_value_is_named_in_one_error_and_secrets_are_not_echoed() -> None:
+    with pytest.raises(SettingsError) as caught:
+        from_env({"PORT": "http", "AIWYN_RECEIVER_TIMESTAMP_TOLERANCE": "-1", "REDIS_URL": "mysql://user:hunter2@h/0",
+                  "AIWYN_RECEIVER_LOG_LEVEL": "LOUD"})  # fmt: skip
+    message = str(caught.value)
+    for name in ("PORT", "AIWYN_RECEIVER_TIMESTAMP_TOLERANCE", "REDIS_URL", "AIWYN_RECEIVER_LOG_LEVEL"):
+        assert name in message
+    assert "hunter2" not in message
+
+
+def test_api_settings_are_required_where_the_api_is_called() -> None:
+    with pytest.raises(SettingsError, match="AIWYN_BASE_URL.*AIWYN_CLIENT_ID and AIWYN_CLIENT_SECRET, or AIWYN_API_KEY"):
+        from_env({}).require_api()
+    from_env({"AIWYN_BASE_URL": "http://127.0.0.1:8700", "AIWYN_API_KEY": "k"}).require_api()
+    with pytest.raises(SettingsError, match="PUBLIC_URL"):
+        _ = from_env({}).callback_url
+
+
+def test_the_default_subscription_covers_every_standard_type_and_operation() -> None:
+    (spec,) = load_subscriptions(from_env({}).subscriptions_file)
+    assert set(spec.entity_types) == {
+        "client", "contact", "clientBusinessEntity", "contactClient", "contactInfo", "department",
+        "industry", "jobTemplate", "office", "serviceLine", "staff",
+    }  # fmt: skip
+    assert spec.operations == ("CREATE", "UPDATE", "DELETE")
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("", "no \\[\\[subscription\\]\\] entry"),
+        ('[[subscription]]\nname = "a"\nentity_types = []\n', "entity_types"),
+        ('[[subscription]]\nname = "a"\nentity_types = ["client"]\noperations = ["MERGE"]\n', "operations"),
+        ('[[subscription]]\nname = "a"\nentity_types = ["client"]\n[[subscription]]\nname = "a"\nentity_types = ["staff"]\n', "unique"),
+        ("[[subscription]\n", "subscriptions file"),
+    ],
+)
+def test_a_bad_subscriptions_file_names_the_problem(tmp_path: Path, text: str, problem: str) -> None:
+    path = tmp_path / "subs.toml"
+    path.write_text(text)
+    with pytest.raises(SettingsError, match=problem):
+        load_subscriptions(path)
+
+
+def test_only_config_reads_the_service_environment() -> None:
+    """The service's parts get a Settings object; only config/ reads os.environ (devstack and tests launch processes)."""
+    offenders = [
+        str(path.relative_to(PROJECT_ROOT))
+        for part in ("receiver", "workers")
+        for path in (PROJECT_ROOT / part).rglob("*.py")
+        if re.search(r"os\.environ|os\.getenv", path.read_text())
+    ]
+    assert offenders == []

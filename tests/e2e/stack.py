@@ -1,0 +1,132 @@
+"""The whole service as real processes: private Redis, the emulator, release, gunicorn, RQ worker."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import sqlalchemy
+from sqlalchemy.orm import Session
+
+from devstack.services import Process, free_port, run_release, start_emulator, start_redis, start_web, start_worker
+from workers.database import make_engine
+from workers.models import LedgerEntry, MirroredRecord
+
+T = TypeVar("T")
+CLIENT_ID, CLIENT_SECRET = "e2e-client", "e2e-secret-do-not-log"
+_OURS = ("AIWYN_", "EMULATOR_", "REDIS_URL", "DATABASE_URL", "PUBLIC_URL", "PORT")
+
+
+def wait_for(check: Callable[[], T | None], timeout: float = 30.0, what: str = "condition") -> T:
+    """Poll until ``check()`` returns something truthy, and return it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.1)
+
+
+@dataclass
+class Stack:
+    directory: Path
+    database_url: str
+    env: dict[str, str]
+    emulator_url: str = ""
+    web_url: str = ""
+    processes: dict[str, Process] = field(default_factory=dict)
+    _api: httpx.Client | None = None
+
+    @property
+    def engine(self) -> sqlalchemy.Engine:
+        if "engine" not in self.__dict__:
+            self.__dict__["engine"] = make_engine(self.database_url)
+        return self.__dict__["engine"]
+
+    def api(self) -> httpx.Client:
+        """An authenticated client of the emulator's Aiwyn API."""
+        if self._api is None:
+            self._api = httpx.Client(base_url=self.emulator_url, timeout=10)
+            token = self._api.post("/api/v1/auth/token", data={"grant_type": "client_credentials", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET})
+            self._api.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
+        return self._api
+
+    def records(self, method: str, *records: dict[str, Any]) -> httpx.Response:
+        answer = self.api().request(method, "/api/v1/records", json={"records": list(records)})
+        assert answer.status_code in (200, 201, 204), answer.text
+        return answer
+
+    def subscription(self) -> dict[str, Any]:
+        (sub,) = [s for s in self.api().get("/api/v1/event-subscriptions").json()["data"]["subscriptions"] if s["active"]]
+        return sub
+
+    def mirror(self, record_id: str) -> MirroredRecord | None:
+        with Session(self.engine) as session:
+            return session.scalars(sqlalchemy.select(MirroredRecord).where(MirroredRecord.record_id == record_id)).first()
+
+    def ledger(self) -> list[LedgerEntry]:
+        with Session(self.engine) as session:
+            return list(session.scalars(sqlalchemy.select(LedgerEntry)))
+
+    def deliveries(self) -> list[dict[str, Any]]:
+        """The emulator's log of delivery attempts to our subscription."""
+        path = f"/_emulator/subscriptions/{self.subscription()['id']}/deliveries"
+        return httpx.get(self.emulator_url + path, timeout=5).json()["deliveries"]
+
+    def emulator_idle(self) -> bool:
+        stats = httpx.get(f"{self.emulator_url}/_emulator/stats", timeout=5).json()
+        return stats["pending"] == 0
+
+    def logs(self) -> str:
+        return "\n".join(path.read_text(errors="replace") for path in sorted(self.directory.glob("*.log")))
+
+    def stop(self) -> None:
+        for name in ("worker", "web", "emulator", "redis"):
+            if name in self.processes:
+                self.processes[name].stop()
+        if "engine" in self.__dict__:
+            self.engine.dispose()
+
+
+def base_env() -> dict[str, str]:
+    """This machine's environment without any setting of ours, so a developer's own cannot leak in."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(_OURS)} | {"PYTHONUNBUFFERED": "1"}
+
+
+def start_stack(directory: Path, database_url: str, *, retry_schedule: str = "0.2,0.5,1,2,3,5,8", **extra: str) -> Stack:
+    """Start everything the Procfile and the run command start, each as its own process."""
+    port = free_port()
+    env = base_env() | {
+        "EMULATOR_CLIENT_ID": CLIENT_ID,
+        "EMULATOR_CLIENT_SECRET": CLIENT_SECRET,
+        "EMULATOR_RETRY_SCHEDULE": retry_schedule,
+        "EMULATOR_DELIVERY_TIMEOUT": "5",
+        "AIWYN_CLIENT_ID": CLIENT_ID,
+        "AIWYN_CLIENT_SECRET": CLIENT_SECRET,
+        "DATABASE_URL": database_url,
+        "PORT": str(port),
+        "PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "AIWYN_RECEIVER_BIND_HOST": "127.0.0.1",
+        "AIWYN_RECEIVER_WEB_WORKERS": "2",
+        "AIWYN_RECEIVER_JOB_RETRY_INTERVALS": "1,1,1",
+    } | extra
+    stack = Stack(directory, database_url, env)
+    try:
+        stack.processes["redis"], env["REDIS_URL"] = start_redis(directory / "redis")
+        stack.processes["emulator"], stack.emulator_url = start_emulator(env, directory / "emulator.log")
+        env["AIWYN_BASE_URL"] = stack.emulator_url
+        run_release(env, directory / "release.log")
+        stack.processes["web"] = start_web(env, directory / "web.log", port)
+        stack.web_url = f"http://127.0.0.1:{port}"
+        stack.processes["worker"] = start_worker(env, directory / "worker.log")
+    except BaseException:
+        stack.stop()
+        raise
+    return stack

@@ -1,0 +1,124 @@
+"""The API client's token handling, retries and errors, against a transport made of a function.
+
+(Aiwyn's own faults, 429s and 5xx answers, cannot be produced by the emulator on demand; the
+end-to-end tests use the client against the emulator for everything else.)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import replace
+
+import httpx
+import pytest
+
+from config import Settings
+from receiver.aiwyn_client import AiwynAPIError, AiwynClient, AiwynUnavailable
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def envelope(data: object, status: int = 200) -> httpx.Response:
+    return httpx.Response(status, json={"data": data, "error": None, "meta": {"success": True}})
+
+
+def failure(status: int, code: str, headers: dict[str, str] | None = None) -> httpx.Response:
+    body = {"data": None, "error": {"code": code, "message": f"{code} happened"}, "meta": {"success": False}}
+    return httpx.Response(status, json=body, headers=headers)
+
+
+class FakeAiwyn:
+    """Answers token requests, then hands API calls to ``api``; records what it saw."""
+
+    def __init__(self, api: Handler, expires_in: int = 3600) -> None:
+        self.api = api
+        self.expires_in = expires_in
+        self.tokens_issued = 0
+        self.calls: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/v1/auth/token":
+            self.tokens_issued += 1
+            return httpx.Response(200, json={"access_token": f"tok-{self.tokens_issued}", "token_type": "Bearer", "expires_in": self.expires_in})
+        self.calls.append(request)
+        return self.api(request)
+
+
+def make_client(settings: Settings, fake: FakeAiwyn, retries: int = 3) -> tuple[AiwynClient, list[float]]:
+    slept: list[float] = []
+    client = AiwynClient(replace(settings, http_retries=retries), transport=httpx.MockTransport(fake), sleep=slept.append)
+    return client, slept
+
+
+def test_one_token_serves_many_calls(settings: Settings) -> None:
+    fake = FakeAiwyn(lambda request: envelope({"subscriptions": []}))
+    client, _ = make_client(settings, fake)
+    for _ in range(3):
+        assert client.list_subscriptions() == []
+    assert fake.tokens_issued == 1
+    assert all(call.headers["Authorization"] == "Bearer tok-1" for call in fake.calls)
+    assert fake.calls[0].url.params["includeInactive"] == "true"
+
+
+def test_a_401_renews_the_token_once_and_retries(settings: Settings) -> None:
+    fake = FakeAiwyn(lambda request: failure(401, "UNAUTHORIZED") if request.headers["Authorization"] == "Bearer tok-1" else envelope({"secrets": []}))
+    client, _ = make_client(settings, fake)
+    assert client.signing_secrets("sub_1") == []
+    assert fake.tokens_issued == 2
+
+
+def test_a_token_about_to_expire_is_renewed_before_use(settings: Settings) -> None:
+    fake = FakeAiwyn(lambda request: envelope({"subscriptions": []}), expires_in=30)  # under the one-minute margin
+    client, _ = make_client(settings, fake)
+    client.list_subscriptions()
+    client.list_subscriptions()
+    assert fake.tokens_issued == 2
+
+
+def test_429_and_5xx_are_retried_with_back_off_honouring_retry_after(settings: Settings) -> None:
+    answers = iter([failure(429, "RATE_LIMITED", {"Retry-After": "7"}), failure(503, "UNAVAILABLE"), envelope({"id": "sub_1"})])
+    fake = FakeAiwyn(lambda request: next(answers))
+    client, slept = make_client(settings, fake)
+    assert client.get_subscription("sub_1") == {"id": "sub_1"}
+    assert slept == [7.0, 1.0]
+
+
+def test_giving_up_says_status_and_code(settings: Settings) -> None:
+    fake = FakeAiwyn(lambda request: failure(502, "BAD_GATEWAY"))
+    client, slept = make_client(settings, fake, retries=2)
+    with pytest.raises(AiwynUnavailable) as caught:
+        client.catalog()
+    assert (caught.value.status, caught.value.code) == (502, "BAD_GATEWAY")
+    assert len(fake.calls) == 3 and slept == [0.5, 1.0]
+
+
+def test_network_errors_are_retried_then_reported(settings: Settings) -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    client, _ = make_client(settings, FakeAiwyn(refuse), retries=1)
+    with pytest.raises(AiwynUnavailable) as caught:
+        client.catalog()
+    assert (caught.value.status, caught.value.code) == (0, "NETWORK_ERROR")
+
+
+def test_a_4xx_is_not_retried_and_carries_the_error_code(settings: Settings) -> None:
+    fake = FakeAiwyn(lambda request: failure(400, "VALIDATION_ERROR"))
+    client, slept = make_client(settings, fake)
+    with pytest.raises(AiwynAPIError) as caught:
+        client.create_subscription({"name": ""})
+    assert (caught.value.status, caught.value.code, caught.value.message) == (400, "VALIDATION_ERROR", "VALIDATION_ERROR happened")
+    assert slept == [] and len(fake.calls) == 1
+    assert json.loads(fake.calls[0].content) == {"name": ""}
+
+
+def test_wrong_credentials_fail_without_leaking_them(settings: Settings) -> None:
+    def transport(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(401, json={"error": "invalid_client"})
+
+    client = AiwynClient(settings, transport=httpx.MockTransport(transport))
+    with pytest.raises(AiwynAPIError) as caught:
+        client.catalog()
+    assert (caught.value.status, caught.value.code) == (401, "invalid_client")
+    assert settings.aiwyn_client_secret not in str(caught.value) + repr(caught.value)
