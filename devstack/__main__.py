@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -51,6 +52,16 @@ def _instructions(env: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # so that everything started is stopped, as on Ctrl-C
+
+
+def _ready(procfile: subprocess.Popen[bytes], port: int) -> bool:
+    if procfile.poll() is not None:
+        raise StackError(f"the web or worker process exited ({procfile.returncode}); see the output above")
+    return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/run", description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=None, help="web port (default: $PORT or 8000)")
@@ -58,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
 
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
+    # The Procfile's commands (gunicorn, python) must be this virtual environment's.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     port = args.port or int(env.get("PORT") or 8000)
     if port_in_use(port):
         print(f"port {port} is taken: stop what runs there or pass --port N", file=sys.stderr)
@@ -66,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     env.setdefault("PUBLIC_URL", f"http://127.0.0.1:{port}")
     env.setdefault("AIWYN_RECEIVER_BIND_HOST", "127.0.0.1")
     started: list[Process] = []
+    procfile: subprocess.Popen[bytes] | None = None
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         if not env.get("REDIS_URL"):
             redis_process, env["REDIS_URL"] = start_redis(VAR / "redis")
@@ -84,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         print("release done: migrations applied, subscriptions registered")
         honcho = Path(sys.executable).with_name("honcho")
         procfile = subprocess.Popen([str(honcho), "-f", str(ROOT / "Procfile"), "-d", str(ROOT), "start", "web", "worker"], env=env)
-        wait_until(lambda: httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200, 60, "web /readyz")
+        wait_until(lambda: _ready(procfile, port), 60, "web /readyz")
         print(_instructions(env), flush=True)
         return procfile.wait()
     except StackError as exc:
@@ -93,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
+        if procfile is not None and procfile.poll() is None:
+            procfile.terminate()  # honcho stops web and worker gracefully
+            procfile.wait(30)
         for process in reversed(started):
             process.stop()
 

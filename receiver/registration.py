@@ -62,6 +62,12 @@ def _desired(spec: SubscriptionSpec, callback_url: str) -> dict[str, Any]:
     }
 
 
+def _differs(wanted: Any, actual: Any) -> bool:
+    if isinstance(wanted, list):  # entity types and operations: order does not matter
+        return sorted(wanted) != sorted(actual or [])
+    return wanted != actual
+
+
 def _ensure(client: AiwynClient, existing: list[dict[str, Any]], spec: SubscriptionSpec, callback_url: str) -> Registered:
     desired = _desired(spec, callback_url)
     named = [sub for sub in existing if sub.get("name") == spec.name]
@@ -71,12 +77,7 @@ def _ensure(client: AiwynClient, existing: list[dict[str, Any]], spec: Subscript
     # Prefer one already delivering to us, then any active one, then the newest.
     named.sort(key=lambda sub: (sub.get("url") == callback_url, bool(sub.get("active")), sub.get("createdAt") or ""), reverse=True)
     current = named[0]
-    drift = {
-        key: value
-        for key, value in desired.items()
-        if (sorted(value) if isinstance(value, list) else value)
-        != (sorted(current.get(key) or []) if isinstance(value, list) else current.get(key))
-    }
+    drift = {key: value for key, value in desired.items() if _differs(value, current.get(key))}
     if not current.get("active"):
         drift["active"] = True
     if not drift:
