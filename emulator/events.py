@@ -1,0 +1,40 @@
+"""Fan-out of one record change into one event per matching active subscription (contract §4)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from .clock import iso_millis
+from .state import Event, Record, Store
+
+
+def fan_out(store: Store, record: Record, operation: str, occurred_at: datetime) -> list[Event]:
+    """Create and store the events for `record`'s change; call with `store.lock` held."""
+    events = []
+    for subscription in store.subscriptions.values():
+        if not subscription.matches(record.type, operation):
+            continue
+        event_id = store.ids.new("evt_")
+        body = {
+            "id": event_id,
+            "subscriptionId": subscription.id,
+            "entityType": record.type,
+            "operation": operation,
+            "occurredAt": iso_millis(occurred_at),
+            "record": record.to_json(),
+        }
+        event = Event(
+            id=event_id,
+            subscription_id=subscription.id,
+            entity_type=record.type,
+            operation=operation,
+            record_id=record.id,
+            version=record.version,
+            occurred_at=occurred_at,
+            # Serialized once: every attempt sends these exact bytes, so signatures stay stable.
+            body=json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8"),
+        )
+        store.events[event_id] = event
+        events.append(event)
+    return events

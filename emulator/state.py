@@ -1,0 +1,232 @@
+"""The emulator's in-memory world: subscriptions, records, events and the delivery log, under one lock.
+
+Every read or write of a `Store` field happens while holding `store.lock`; the objects are
+plain dataclasses so that the API modules and the sender can share them without copies.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from .clock import iso_millis, iso_seconds
+from .ids import SortableIds
+
+
+@dataclass
+class SigningSecret:
+    """One signing secret of a subscription; it signs until `expires_at` (never when None)."""
+
+    value: str
+    algorithm: str
+    created_at: datetime
+    expires_at: datetime | None = None
+
+    def is_current(self, now: datetime) -> bool:
+        """Whether this secret still signs deliveries at `now`."""
+        return self.expires_at is None or now < self.expires_at
+
+    def to_json(self) -> dict[str, Any]:
+        """The contract's secret object."""
+        return {
+            "secret": self.value,
+            "algorithm": self.algorithm,
+            "createdAt": iso_seconds(self.created_at),
+            "expiresAt": iso_seconds(self.expires_at) if self.expires_at else None,
+        }
+
+
+@dataclass
+class Subscription:
+    """An event subscription (contract §3); `secrets` are newest first."""
+
+    id: str
+    name: str
+    url: str
+    entity_types: list[str]
+    operations: list[str]
+    description: str | None
+    active: bool
+    created_at: datetime
+    updated_at: datetime
+    secrets: list[SigningSecret] = field(default_factory=list)
+
+    def matches(self, entity_type: str, operation: str) -> bool:
+        """Whether a change of `entity_type` by `operation` is delivered to this subscription."""
+        types_match = self.entity_types == ["*"] or entity_type in self.entity_types
+        return self.active and types_match and operation in self.operations
+
+    def current_secrets(self, now: datetime) -> list[SigningSecret]:
+        """The secrets that sign a delivery made at `now`."""
+        return [s for s in self.secrets if s.is_current(now)]
+
+    def to_json(self) -> dict[str, Any]:
+        """The contract's subscription object."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "url": self.url,
+            "entityTypes": list(self.entity_types),
+            "operations": list(self.operations),
+            "description": self.description,
+            "active": self.active,
+            "createdAt": iso_seconds(self.created_at),
+            "updatedAt": iso_seconds(self.updated_at),
+        }
+
+
+@dataclass
+class Record:
+    """A stored record, named by `id` and matched by `(type, system, system_id)`."""
+
+    id: str
+    type: str
+    system: str
+    system_id: str
+    attributes: dict[str, Any]
+    active: bool
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """The upsert match key."""
+        return (self.type, self.system, self.system_id)
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as an event body carries it (contract §4)."""
+        return {
+            "id": self.id,
+            "type": self.type,
+            "version": self.version,
+            "active": self.active,
+            "systemRef": {"system": self.system, "id": self.system_id},
+            "attributes": dict(self.attributes),
+        }
+
+
+@dataclass
+class Event:
+    """One event for one subscription; `body` is serialized once and sent as is on every attempt."""
+
+    id: str
+    subscription_id: str
+    entity_type: str
+    operation: str
+    record_id: str
+    version: int
+    occurred_at: datetime
+    body: bytes
+    outcome: str = "pending"  # pending | delivered | dropped | cancelled
+    attempts: int = 0
+    open_copies: int = 0
+    copies: dict[str, int] = field(default_factory=dict)  # finished copies by outcome
+
+    def to_json(self) -> dict[str, Any]:
+        """The event as `GET /_emulator/events` lists it."""
+        return {
+            "id": self.id,
+            "subscriptionId": self.subscription_id,
+            "entityType": self.entity_type,
+            "operation": self.operation,
+            "recordId": self.record_id,
+            "version": self.version,
+            "occurredAt": iso_millis(self.occurred_at),
+            "outcome": self.outcome,
+            "attempts": self.attempts,
+            "body": self.body.decode("utf-8"),
+        }
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One delivery attempt, as the delivery log shows it."""
+
+    event_id: str
+    subscription_id: str
+    attempt: int
+    at: datetime
+    status: int | None
+    error: str | None
+    duration_ms: int
+    outcome: str  # delivered | retrying | dropped
+
+    def to_json(self) -> dict[str, Any]:
+        """The attempt as `GET /_emulator/subscriptions/{id}/deliveries` lists it."""
+        return {
+            "eventId": self.event_id,
+            "attempt": self.attempt,
+            "at": iso_millis(self.at),
+            "status": self.status,
+            "error": self.error,
+            "durationMs": self.duration_ms,
+            "outcome": self.outcome,
+        }
+
+
+@dataclass(frozen=True)
+class Faults:
+    """Delivery faults on demand: duplicates, reversed windows of events, a delay before attempts."""
+
+    duplicate: bool = False
+    reorder: bool = False
+    reorder_window_ms: int = 200
+    delay_ms: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        """The shape of `GET /_emulator/faults`."""
+        return {
+            "duplicate": self.duplicate,
+            "reorder": self.reorder,
+            "reorderWindowMs": self.reorder_window_ms,
+            "delayMs": self.delay_ms,
+        }
+
+    def updated(self, **changes: Any) -> Faults:
+        """A copy with `changes` applied."""
+        return replace(self, **changes)
+
+
+class Store:
+    """All mutable state of one emulator; hold `lock` for every access."""
+
+    def __init__(self, startup_faults: Faults) -> None:
+        self.lock = threading.RLock()
+        self.ids = SortableIds()
+        self.startup_faults = startup_faults
+        self.faults = startup_faults
+        self.subscriptions: dict[str, Subscription] = {}
+        self.records: dict[str, Record] = {}
+        self.record_keys: dict[tuple[str, str, str], str] = {}
+        self.events: dict[str, Event] = {}
+        self.attempts: dict[str, list[Attempt]] = {}
+
+    def clear(self) -> None:
+        """Forget subscriptions, records, events and attempts; faults go back to the start-up ones."""
+        with self.lock:
+            self.subscriptions.clear()
+            self.records.clear()
+            self.record_keys.clear()
+            self.events.clear()
+            self.attempts.clear()
+            self.faults = self.startup_faults
+
+    def find_record(self, entity_type: str, system: str, system_id: str) -> Record | None:
+        """The record matched by its systemRef, inactive ones included."""
+        record_id = self.record_keys.get((entity_type, system, system_id))
+        return self.records.get(record_id) if record_id else None
+
+    def add_record(self, record: Record) -> None:
+        """Store a new record and index it by its match key."""
+        self.records[record.id] = record
+        self.record_keys[record.key] = record.id
+
+    def log_attempt(self, attempt: Attempt) -> None:
+        """Append to the subscription's delivery log and count it on the event."""
+        self.attempts.setdefault(attempt.subscription_id, []).append(attempt)
+        event = self.events.get(attempt.event_id)
+        if event is not None:
+            event.attempts += 1
