@@ -1,0 +1,50 @@
+"""No input makes the verifier raise anything but its own error, nor the endpoint answer 5xx."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+import redis
+from flask.testing import FlaskClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from config import Settings
+from receiver import create_app
+from receiver.signatures import VerificationError, verify
+
+SECRET = "whsec_" + base64.b64encode(b"h" * 32).decode()
+header_text = st.text(st.characters(min_codepoint=32, max_codepoint=0x2FF), max_size=200)
+headers = st.fixed_dictionaries(
+    {},
+    optional={
+        "webhook-id": header_text,
+        "webhook-timestamp": st.one_of(header_text, st.integers(-(2**70), 2**70).map(str)),
+        "webhook-signature": st.one_of(header_text, st.lists(st.sampled_from(["v1,", "v1a,", "v1,AAAA", "v1,%%", " "]), max_size=20).map("".join)),
+        "aiwyn-subscription-id": st.one_of(header_text, st.just("sub_H")),
+    },
+)
+
+
+@given(headers=headers, body=st.binary(max_size=300))
+def test_the_verifier_only_ever_raises_verification_error(headers: dict[str, str], body: bytes) -> None:
+    try:
+        verify(headers, body, [SECRET])
+    except VerificationError as exc:
+        assert exc.reason
+
+
+@pytest.fixture
+def client(settings: Settings, redis_client: redis.Redis) -> FlaskClient:
+    app = create_app(settings)
+    app.extensions["aiwyn"].secrets.store("sub_H", [{"secret": SECRET, "algorithm": "v1"}])
+    return app.test_client()
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(headers=headers, body=st.binary(max_size=300), content_type=st.sampled_from(["application/json", "text/plain", ""]))
+def test_the_endpoint_answers_4xx_to_anything_unsigned(client: FlaskClient, headers: dict[str, str], body: bytes, content_type: str) -> None:
+    sent = {k: v.encode("utf-8", "surrogateescape").decode("latin-1") for k, v in headers.items()} | {"Content-Type": content_type}
+    answer = client.post("/webhooks/aiwyn", data=body, headers=sent)
+    assert 400 <= answer.status_code < 500
