@@ -84,7 +84,7 @@ def _url(schemes: tuple[str, ...]) -> Callable[[str], str]:
         parts = urlsplit(raw)
         if parts.scheme not in schemes or not (parts.netloc or parts.path):
             raise ValueError(f"must be a URL starting with {' or '.join(s + '://' for s in schemes)}")
-        return raw.rstrip("/") if schemes[0].startswith("http") else raw
+        return raw.rstrip("/")
 
     return parse
 

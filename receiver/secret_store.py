@@ -81,7 +81,8 @@ class SecretStore:
         raw = self._redis.hgetall(SECRETS_KEY)
         loaded = {key.decode(): json.loads(value) for key, value in raw.items()}
         with self._lock:
-            self._memory = loaded
+            # Merge, not replace: a Redis restarted empty must not make us forget what we know.
+            self._memory = {**self._memory, **loaded}
 
     def refresh_all(self) -> int:
         """Fetch the secrets of every active subscription pointing at us; returns how many."""

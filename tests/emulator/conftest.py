@@ -17,6 +17,10 @@ import pytest
 
 from emulator import EmulatorServer, Settings
 
+STANDARD_TYPES = [
+    "client", "contact", "clientBusinessEntity", "contactClient", "contactInfo", "department",
+    "industry", "jobTemplate", "office", "serviceLine", "staff",
+]  # fmt: skip
 FAST = {"port": 0, "retry_schedule": (0.1, 0.2), "delivery_timeout": 0.5, "sender_threads": 4}
 
 

@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from tests.emulator.conftest import STANDARD_TYPES
+
 REC_ID = re.compile(r"^rec_[0-9A-HJKMNP-TV-Z]{26}$")
 FIELD_TYPES = {"string", "text", "integer", "decimal", "boolean", "date", "datetime", "email", "phone", "reference"}
 
@@ -166,19 +168,7 @@ def test_types_list_the_eleven_standard_types(api):
     response = api.http.get("/api/v1/records/types")
     assert response.status_code == 200
     types = response.json()["data"]["entityTypes"]
-    assert [t["name"] for t in types] == [
-        "client",
-        "contact",
-        "clientBusinessEntity",
-        "contactClient",
-        "contactInfo",
-        "department",
-        "industry",
-        "jobTemplate",
-        "office",
-        "serviceLine",
-        "staff",
-    ]
+    assert [t["name"] for t in types] == STANDARD_TYPES
     business = types[2]
     assert business["displayName"] == "Client Business Entity" and business["isCustom"] is False
     assert business["schemaUrl"] == f"{api.base_url}/api/v1/records/schema/clientBusinessEntity"

@@ -7,21 +7,11 @@ import re
 
 import pytest
 
+from tests.emulator.conftest import STANDARD_TYPES
+
 SUB_ID = re.compile(r"^sub_[0-9A-HJKMNP-TV-Z]{12}$")
 STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
-STANDARD = {
-    "client",
-    "contact",
-    "clientBusinessEntity",
-    "contactClient",
-    "contactInfo",
-    "department",
-    "industry",
-    "jobTemplate",
-    "office",
-    "serviceLine",
-    "staff",
-}
+STANDARD = set(STANDARD_TYPES)
 VALID = {"name": "mirror", "url": "https://hooks.example.com/webhooks/aiwyn", "entityTypes": ["client"], "operations": ["CREATE"]}
 
 
