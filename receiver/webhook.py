@@ -45,6 +45,11 @@ def _answer(status: int, message: str, reason: str, started: float, **extra: str
     return response
 
 
+def _unavailable(exc: redis.RedisError, started: float) -> Response:
+    """Never 2xx unless queued: Aiwyn retries a 503 later, so nothing is lost."""
+    return _answer(503, "queue unavailable", f"redis: {type(exc).__name__}", started, **{"Retry-After": RETRY_AFTER_SECONDS})
+
+
 @webhooks.post("/webhooks/aiwyn")
 def receive() -> Response:
     started = time.perf_counter()
@@ -78,12 +83,12 @@ def receive() -> Response:
     except VerificationError as exc:
         return _answer(401, "signature verification failed", exc.reason, started)
     except redis.RedisError as exc:
-        return _answer(503, "queue unavailable", f"redis: {type(exc).__name__}", started, **{"Retry-After": RETRY_AFTER_SECONDS})
+        return _unavailable(exc, started)
 
     event_id = signed.event_id
     try:
         payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return _answer(400, "body is not valid JSON", "body is not JSON", started)
     if not isinstance(payload, dict):
         return _answer(400, "body must be a JSON object", "body is not a JSON object", started)
@@ -93,7 +98,7 @@ def receive() -> Response:
     try:
         outcome = runtime.queue.enqueue(event_id, subscription_id, body)
     except redis.RedisError as exc:
-        return _answer(503, "queue unavailable", f"redis: {type(exc).__name__}", started, **{"Retry-After": RETRY_AFTER_SECONDS})
+        return _unavailable(exc, started)
     if outcome is Enqueued.DUPLICATE:
         return _answer(200, "duplicate", "already queued or done", started)
     return _answer(202, outcome.value, outcome.value, started)

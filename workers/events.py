@@ -63,7 +63,7 @@ def parse_event(body: bytes, event_id: str, subscription_id: str) -> Event:
     """Check the body's shape and build the event; ``InvalidEvent`` names what is wrong."""
     try:
         data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise InvalidEvent("body is not JSON") from exc
     if not isinstance(data, dict):
         raise InvalidEvent("body is not a JSON object")
