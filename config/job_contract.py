@@ -1,24 +1,75 @@
-"""The one agreement between the receiver and the workers: which job, with which arguments.
+"""The one agreement between the receiver and the workers: where a verified delivery goes.
 
-The receiver enqueues ``PROCESS_DELIVERY`` by its dotted name (it never imports the workers)
-with the positional arguments ``(event_id: str, subscription_id: str, body: bytes)``: the
-verified ``webhook-id``, the ``aiwyn-subscription-id`` header and the raw body as received.
-The worker parses the body itself, so what is queued is exactly what was signed.
+The receiver appends each verified delivery, packed by ``pack_delivery`` (the ``webhook-id``,
+the ``aiwyn-subscription-id`` header and the raw body as received, so what is queued is
+exactly what was signed), to the Redis list ``deliveries_key(queue)``, and marks the event id
+seen under ``seen_key``; both in one Lua script, one round trip. When no drain job is waiting
+(``wake_key`` was absent), it also enqueues the RQ job ``DRAIN_DELIVERIES(queue)``, which
+drains the list in batches. One RQ job per batch instead of per event is what keeps RQ's
+bookkeeping (dozens of Redis commands a job) off the per-event cost.
+
+The workers delete ``seen_key`` of an event whose handler gave up, so that a redelivery of it
+is queued again and re-runs only the failed handlers.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
+from typing import TYPE_CHECKING
 
-PROCESS_DELIVERY = "workers.jobs.process_delivery"
+from rq import Queue, Retry
 
-_RQ_SAFE_ID = re.compile(r"[A-Za-z0-9_-]{1,100}")
+if TYPE_CHECKING:
+    from config.settings import Settings
+
+DRAIN_DELIVERIES = "workers.jobs.drain_deliveries"
+# A wake-up flag lives this long at most, so a drain job lost between the flag and its enqueue
+# (a crash in between) delays a delivery by this much, never forever.
+WAKE_TTL_SECONDS = 30
+
+_MAX_KEY_ID = 200
 
 
-def job_id_for(event_id: str) -> str:
-    """The RQ job id of an event: one job per event id, which is what makes enqueueing idempotent."""
-    if _RQ_SAFE_ID.fullmatch(event_id):
-        return f"aiwyn-{event_id}"
-    # RQ accepts only letters, digits, '_' and '-'; any other id still gets one stable job id.
-    return "aiwyn-sha256-" + hashlib.sha256(event_id.encode("utf-8")).hexdigest()
+def _key_part(event_id: str) -> str:
+    if len(event_id) <= _MAX_KEY_ID and event_id.isprintable():
+        return event_id
+    return "sha256:" + hashlib.sha256(event_id.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def seen_key(event_id: str) -> str:
+    """Present while the event id is inside the deduplication window."""
+    return f"aiwyn:seen:{_key_part(event_id)}"
+
+
+def deliveries_key(queue: str) -> str:
+    """The list of verified deliveries not yet claimed by a worker."""
+    return f"aiwyn:{queue}:deliveries"
+
+
+def wake_key(queue: str) -> str:
+    """Set while a drain job is queued and has not started."""
+    return f"aiwyn:{queue}:wake"
+
+
+def pack_delivery(event_id: str, subscription_id: str, body: bytes) -> bytes:
+    """One list item; header values cannot hold a newline, so two newlines frame the ids."""
+    return event_id.encode("utf-8") + b"\n" + subscription_id.encode("utf-8") + b"\n" + body
+
+
+def unpack_delivery(item: bytes) -> tuple[str, str, bytes]:
+    event_id, subscription_id, body = item.split(b"\n", 2)
+    return event_id.decode("utf-8"), subscription_id.decode("utf-8"), body
+
+
+def enqueue_drain(queue: Queue, settings: Settings) -> None:
+    """Queue the RQ job that drains the delivery list; RQ's retries cover database outages."""
+    intervals = list(settings.job_retry_intervals)
+    queue.enqueue_call(
+        DRAIN_DELIVERIES,
+        args=(settings.queue_name,),
+        timeout=settings.job_timeout,
+        result_ttl=600,
+        failure_ttl=7 * 24 * 3600,
+        retry=Retry(max=len(intervals), interval=intervals) if intervals else None,
+        description="drain aiwyn deliveries",
+    )

@@ -42,7 +42,7 @@ class Settings:
     queue_name: str = "aiwyn-events"
     max_body_bytes: int = 1024 * 1024
     timestamp_tolerance: int = 300
-    dedupe_ttl: int = 2 * 24 * 3600
+    dedupe_ttl: int = 7 * 24 * 3600
     secrets_refresh_interval: int = 30
     job_timeout: int = 60
     job_retry_intervals: tuple[int, ...] = (5, 30, 120, 600, 1800)
@@ -50,6 +50,13 @@ class Settings:
     http_retries: int = 3
     subscriptions_file: Path = DEFAULT_SUBSCRIPTIONS_FILE
     log_level: str = "INFO"
+    # The workers: batches drained from the delivery list, and the handlers' run policy.
+    batch_size: int = 200
+    handler_modules: tuple[str, ...] = ()
+    handler_timeout: float = 30.0
+    handler_attempts: int = 5
+    handler_retry_delay: float = 10.0
+    handler_retry_max_delay: float = 3600.0
 
     def missing_for_api(self) -> list[str]:
         """Names of the settings still needed to call Aiwyn's API."""
@@ -113,6 +120,13 @@ def _intervals(raw: str) -> tuple[int, ...]:
     return values
 
 
+def _names(raw: str) -> tuple[str, ...]:
+    names = tuple(part.strip() for part in raw.split(",") if part.strip())
+    if not all(all(piece.isidentifier() for piece in name.split(".")) for name in names):
+        raise ValueError("must be a comma-separated list of importable module names")
+    return names
+
+
 def _log_level(raw: str) -> str:
     level = raw.upper()
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
@@ -157,6 +171,12 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     PREFIX + "HTTP_RETRIES": ("http_retries", _int(0, 10)),
     PREFIX + "SUBSCRIPTIONS_FILE": ("subscriptions_file", _existing_file),
     PREFIX + "LOG_LEVEL": ("log_level", _log_level),
+    PREFIX + "BATCH_SIZE": ("batch_size", _int(1, 1000)),
+    PREFIX + "HANDLER_MODULES": ("handler_modules", _names),
+    PREFIX + "HANDLER_TIMEOUT": ("handler_timeout", _positive_float),
+    PREFIX + "HANDLER_ATTEMPTS": ("handler_attempts", _int(1, 100)),
+    PREFIX + "HANDLER_RETRY_DELAY": ("handler_retry_delay", _positive_float),
+    PREFIX + "HANDLER_RETRY_MAX_DELAY": ("handler_retry_max_delay", _positive_float),
 }
 _SECRET_NAMES = {"AIWYN_CLIENT_SECRET", "AIWYN_API_KEY", "DATABASE_URL", "REDIS_URL"}
 

@@ -1,69 +1,67 @@
-"""Putting a verified delivery on the RQ queue, exactly once per event id.
+"""Putting a verified delivery in Redis, once per event id, in one round trip.
 
-The job id is derived from the event id and RQ's ``unique`` enqueue checks and writes it in
-one Lua script, so two copies of a delivery racing each other queue one job. A job whose
-hash still exists (queued, running, or finished within ``dedupe_ttl``) makes a redelivery a
-no-op; a job that ended in RQ's failed registry is re-queued, so Aiwyn's retry is not lost.
+A Lua script marks the event id seen (for the deduplication window), appends the delivery to
+the list the workers drain, and tells whether a drain job must be queued; only then does the
+receiver pay for an RQ enqueue. Under load a drain job is nearly always waiting already, so a
+delivery costs one Redis command.
 """
 
 from __future__ import annotations
 
 import enum
+import logging
 
 import redis
-from rq import Queue, Retry
-from rq.exceptions import DuplicateJobError, NoSuchJobError
-from rq.job import Job, JobStatus
+from rq import Queue
 
 from config import Settings
-from config.job_contract import PROCESS_DELIVERY, job_id_for
+from config.job_contract import WAKE_TTL_SECONDS, deliveries_key, enqueue_drain, pack_delivery, seen_key, wake_key
+
+log = logging.getLogger(__name__)
+
+# KEYS: seen, deliveries, wake. ARGV: dedupe ttl, packed delivery, wake ttl.
+# A duplicate still wakes a drain job if deliveries are waiting: a wake-up lost earlier
+# (a crash between this script and the enqueue) is made good by the next delivery.
+_PUSH = """
+local fresh = redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1])
+if fresh then redis.call('RPUSH', KEYS[2], ARGV[2]) end
+local wake = false
+if fresh or redis.call('LLEN', KEYS[2]) > 0 then
+  wake = redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[3])
+end
+return {fresh and 1 or 0, wake and 1 or 0}
+"""
 
 
 class Enqueued(enum.Enum):
     QUEUED = "queued"
     DUPLICATE = "duplicate"
-    REQUEUED = "requeued"
 
 
 class DeliveryQueue:
-    """The receiver's side of the job contract."""
+    """The receiver's side of the contract in ``config.job_contract``."""
 
     def __init__(self, settings: Settings, connection: redis.Redis) -> None:
-        self._queue = Queue(settings.queue_name, connection=connection)
         self._settings = settings
-        intervals = list(settings.job_retry_intervals)
-        self._retry = Retry(max=len(intervals), interval=intervals) if intervals else None
+        self._connection = connection
+        self._push = connection.register_script(_PUSH)
+        self._queue = Queue(settings.queue_name, connection=connection)
+        self._keys = [deliveries_key(settings.queue_name), wake_key(settings.queue_name)]
 
     def enqueue(self, event_id: str, subscription_id: str, body: bytes) -> Enqueued:
-        """Queue the delivery; raises ``redis.RedisError`` when Redis cannot take it."""
-        job_id = job_id_for(event_id)
-        outcome = self._enqueue_unique(job_id, event_id, subscription_id, body)
-        if outcome is None:  # the old job expired between RQ's check and our read: queue anew
-            outcome = self._enqueue_unique(job_id, event_id, subscription_id, body) or Enqueued.DUPLICATE
-        return outcome
+        """Store the delivery; raises ``redis.RedisError`` when Redis cannot take it."""
+        fresh, wake = self._push(
+            keys=[seen_key(event_id), *self._keys],
+            args=[self._settings.dedupe_ttl, pack_delivery(event_id, subscription_id, body), WAKE_TTL_SECONDS],
+        )
+        if wake:
+            self.wake()
+        return Enqueued.QUEUED if fresh else Enqueued.DUPLICATE
 
-    def _enqueue_unique(self, job_id: str, event_id: str, subscription_id: str, body: bytes) -> Enqueued | None:
+    def wake(self) -> None:
+        """Queue a drain job; a failure here loses nothing (the delivery is stored), only time."""
         try:
-            self._queue.enqueue_call(
-                PROCESS_DELIVERY,
-                args=(event_id, subscription_id, body),
-                job_id=job_id,
-                unique=True,
-                timeout=self._settings.job_timeout,
-                result_ttl=self._settings.dedupe_ttl,
-                retry=self._retry,
-                description=f"aiwyn event {event_id}",
-            )
-            return Enqueued.QUEUED
-        except DuplicateJobError:
-            return self._requeue_if_failed(job_id)
+            enqueue_drain(self._queue, self._settings)
+        except redis.RedisError as exc:
+            log.warning("drain job not queued (%s); the next delivery or a worker's sweep will queue it", type(exc).__name__)
 
-    def _requeue_if_failed(self, job_id: str) -> Enqueued | None:
-        try:
-            job = Job.fetch(job_id, connection=self._queue.connection)
-        except NoSuchJobError:
-            return None
-        if job.get_status(refresh=False) == JobStatus.FAILED:
-            self._queue.failed_job_registry.requeue(job)
-            return Enqueued.REQUEUED
-        return Enqueued.DUPLICATE

@@ -45,8 +45,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 def engine(database_url: str) -> Iterator[sqlalchemy.Engine]:
     engine = make_engine(database_url)
     with engine.begin() as connection:
-        connection.execute(sqlalchemy.text("DELETE FROM aiwyn_records"))
-        connection.execute(sqlalchemy.text("DELETE FROM aiwyn_events"))
+        for table in ("aiwyn_records", "aiwyn_events", "aiwyn_handler_runs", "aiwyn_handler_cursors"):
+            connection.execute(sqlalchemy.text(f"DELETE FROM {table}"))
     yield engine
     engine.dispose()
 

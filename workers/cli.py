@@ -8,22 +8,31 @@ import sys
 import click
 import redis
 import sqlalchemy
-from rq import Queue, SimpleWorker
 
-from config import SettingsError, load_settings
+from config import Settings, SettingsError, load_settings
 from config.logs import configure_logging
+from workers.discovery import HandlerLoadError
 from workers.migrate import upgrade
 from workers.models import MirroredRecord
-from workers.runtime import start_runtime
+from workers.registry import HandlerRegistry, default_registry
+from workers.runtime import WorkerRuntime, start_runtime
+from workers.worker import DrainWorker
 
 
-def _settings():  # noqa: ANN202 - a click-side helper
+def _settings() -> Settings:
     try:
         settings = load_settings()
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from exc
     configure_logging(settings.log_level)
     return settings
+
+
+def _runtime(settings: Settings, registry: HandlerRegistry | None = None) -> WorkerRuntime:
+    try:
+        return start_runtime(settings, registry)
+    except HandlerLoadError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 @click.group()
@@ -47,15 +56,15 @@ def migrate() -> None:
 def work(burst: bool) -> None:
     """Process queued deliveries in this process (RQ SimpleWorker: no fork per job)."""
     settings = _settings()
-    start_runtime(settings)
-    connection = redis.Redis.from_url(settings.redis_url)
+    runtime = _runtime(settings)
     try:
-        connection.ping()
+        runtime.redis.ping()
+        runtime.batches.wake_if_needed()  # deliveries left from before this start
     except redis.RedisError as exc:
         raise click.ClickException(f"Redis at REDIS_URL: {type(exc).__name__}: {exc}") from exc
-    queue = Queue(settings.queue_name, connection=connection)
-    # The scheduler moves retried jobs back to the queue when their back-off ends.
-    SimpleWorker([queue], connection=connection).work(burst=burst, with_scheduler=True, logging_level=settings.log_level)
+    worker = DrainWorker([runtime.queue], connection=runtime.redis, runtime=runtime)
+    # The scheduler moves handler retries and RQ's job retries back to the queue when due.
+    worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level)
 
 
 @cli.command()
@@ -63,7 +72,7 @@ def work(burst: bool) -> None:
 @click.option("--limit", default=20, show_default=True, help="How many rows, newest first.")
 def records(entity_type: str | None, limit: int) -> None:
     """Show the newest rows of the mirror (aiwyn_records)."""
-    engine = start_runtime(_settings()).engine
+    engine = start_runtime(_settings(), default_registry()).engine
     query = sqlalchemy.select(MirroredRecord).order_by(MirroredRecord.updated_at.desc()).limit(limit)
     if entity_type:
         query = query.where(MirroredRecord.entity_type == entity_type)

@@ -1,56 +1,51 @@
-"""RQ job entry points; ``process_delivery`` is the name the receiver enqueues (config.job_contract)."""
+"""RQ job entry points: ``drain_deliveries`` (named in config.job_contract) and ``run_handler``."""
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Sequence
 
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session
-
-from workers import ledger
-from workers.events import InvalidEvent, parse_event
-from workers.registry import HandlerRegistry
+from config.job_contract import wake_key
+from workers import processing
 from workers.runtime import current_runtime
 
 log = logging.getLogger(__name__)
 
+# A drain job hands over to a fresh one after this long, so that RQ's job timeout stays
+# meaningful and a worker asked to stop finishes its job in hand within seconds.
+DRAIN_BUDGET_SECONDS = 5.0
 
-def process_delivery(event_id: str, subscription_id: str, body: bytes) -> str:
-    """Run one verified delivery through the ledger and its handlers (the RQ job)."""
+
+def drain_deliveries(queue_name: str) -> int:
+    """Commit batches of queued deliveries until the list is empty; returns how many events."""
     runtime = current_runtime()
-    return handle_delivery(runtime.engine, runtime.registry, event_id, subscription_id, body)
+    # From here on, a new delivery queues another drain job: with two workers, both drain.
+    runtime.redis.delete(wake_key(queue_name))
+    deadline = time.monotonic() + DRAIN_BUDGET_SECONDS
+    done = 0
+    while True:
+        batch = runtime.batches.claim(runtime.settings.batch_size)
+        if batch is None:
+            break
+        try:
+            follow_ups = processing.process_batch(runtime, batch.deliveries)
+            processing.enqueue_follow_ups(runtime, follow_ups)
+        except BaseException:
+            # Nothing is lost: a later drain job takes the batch over. Not at once: during a
+            # database outage, every worker's sweep would otherwise fail on it in a loop.
+            runtime.batches.abandon(batch, retry_in=(runtime.settings.job_retry_intervals or (5,))[0])
+            raise
+        runtime.batches.release(batch)
+        done += len(batch.deliveries)
+        if time.monotonic() > deadline:
+            runtime.batches.wake_if_needed()
+            break
+    if done:
+        log.info("drained %d deliveries", done)
+    return done
 
 
-def handle_delivery(engine: Engine, registry: HandlerRegistry, event_id: str, subscription_id: str, body: bytes) -> str:
-    """Ledger row and handler effects commit together, or not at all; returns the outcome.
-
-    A failure rolls everything back, is recorded on the ledger row in its own transaction,
-    and is raised again so RQ retries the job with back-off.
-    """
-    try:
-        event = parse_event(body, event_id, subscription_id)
-        problem = None
-    except InvalidEvent as exc:
-        event, problem = None, str(exc)
-    try:
-        with Session(engine) as session, session.begin():
-            entry = ledger.claim(session, event_id, subscription_id, body, event)
-            if entry.status in (ledger.PROCESSED, ledger.INVALID):
-                log.info("event %s already %s, skipped", event_id, entry.status)
-                return "duplicate"
-            if event is None:
-                # Kept with its payload for an operator to inspect; retrying cannot fix it.
-                ledger.finish(session, entry, ledger.INVALID, problem)
-                log.error("event %s is invalid: %s", event_id, problem)
-                return "invalid"
-            for registration in registry.handlers_for(event):
-                registration.handler(event, session)
-            ledger.finish(session, entry, ledger.PROCESSED)
-    except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}"[:2000]
-        log.warning("event %s failed: %s", event_id, error)
-        with Session(engine) as session, session.begin():
-            ledger.finish(session, ledger.claim(session, event_id, subscription_id, body, event), ledger.FAILED, error)
-        raise
-    log.info("event %s processed (%s %s %s)", event_id, event.entity_type, event.operation, event.record.id)
-    return "processed"
+def run_handler(handler: str, event_ids: Sequence[str]) -> dict[str, str]:
+    """Run one custom handler on events of a committed batch (or a retry of one of them)."""
+    return processing.run_handler(current_runtime(), handler, event_ids)

@@ -1,24 +1,26 @@
-"""The event ledger (``aiwyn_events``): one row per event id, the guard of exactly-once.
+"""The event ledger (``aiwyn_events``): one row per event id, written with the batch's effects.
 
-``claim`` inserts the event's row if it is new and then locks it, in the caller's
-transaction: a second copy of the event, processed at the same moment by another worker,
-waits for the first to commit and then finds it processed. (PostgreSQL: the unique key and
-``FOR UPDATE``; SQLite: its single writer lock, taken by the insert.)
+Rows are inserted "if new" in the same transaction as the batch handlers' effects, so an
+event is in the ledger exactly when its mirror change is committed. The status sums up the
+event's handler runs: ``processed`` (all done), ``pending`` (a handler is still to run or
+retrying), ``failed`` (a handler gave up: see ``python -m workers failed``), ``invalid`` (the
+body is not a usable event; kept with its reason, never retried).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from dataclasses import dataclass
 
-from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from workers.events import Event
 from workers.mirror import db_time
 from workers.models import LedgerEntry
+from workers.runs import now_for
 
-RECEIVED = "received"
+PENDING = "pending"
 PROCESSED = "processed"
 FAILED = "failed"
 INVALID = "invalid"
@@ -26,37 +28,46 @@ INVALID = "invalid"
 _INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
-def claim(session: Session, event_id: str, subscription_id: str, body: bytes, event: Event | None) -> LedgerEntry:
-    """The event's ledger row, created on first sight and locked until the transaction ends."""
+@dataclass(frozen=True)
+class Delivery:
+    """A delivery as drained from Redis, with its parsed event or the reason it has none."""
+
+    event_id: str
+    subscription_id: str
+    body: bytes
+    event: Event | None
+    problem: str | None = None
+
+
+def payload_text(body: bytes) -> str:
+    # PostgreSQL text cannot hold NUL; the body is JSON, where a NUL is always escaped anyway.
+    return body.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
+
+
+def record(session: Session, deliveries: Sequence[Delivery], status_of: dict[str, str], error_of: dict[str, str] | None = None) -> set[str]:
+    """Insert the ledger rows of events not seen before; returns the ids that were new."""
+    if not deliveries:
+        return set()
     dialect = session.get_bind().dialect.name
-    insert = _INSERTS[dialect]
-    values = {
-        "event_id": event_id,
-        "subscription_id": subscription_id,
-        "payload": body.decode("utf-8", errors="replace"),
-        "status": RECEIVED,
-        "attempts": 0,
-        "received_at": db_time(datetime.now(UTC), dialect),
-    }
-    if event is not None:
-        values.update(
-            entity_type=event.entity_type,
-            operation=event.operation,
-            record_id=event.record.id,
-            occurred_at=db_time(event.occurred_at, dialect),
+    now = now_for(session)
+    rows = []
+    for delivery in sorted(deliveries, key=lambda d: d.event_id):
+        event = delivery.event
+        rows.append(
+            {
+                "event_id": delivery.event_id,
+                "subscription_id": delivery.subscription_id,
+                "payload": payload_text(delivery.body),
+                "status": status_of[delivery.event_id],
+                "attempts": 1,
+                "last_error": (error_of or {}).get(delivery.event_id) or delivery.problem,
+                "received_at": now,
+                "processed_at": now if status_of[delivery.event_id] == PROCESSED else None,
+                "entity_type": event.entity_type if event else None,
+                "operation": event.operation if event else None,
+                "record_id": event.record.id if event else None,
+                "occurred_at": db_time(event.occurred_at, dialect) if event else None,
+            }
         )
-    session.execute(insert(LedgerEntry).values(**values).on_conflict_do_nothing(index_elements=["event_id"]))
-    entry = session.scalars(
-        select(LedgerEntry).where(LedgerEntry.event_id == event_id).with_for_update().execution_options(populate_existing=True)
-    ).one()
-    return entry
-
-
-def finish(session: Session, entry: LedgerEntry, status: str, error: str | None = None) -> None:
-    """Record the outcome of one processing attempt on the locked row."""
-    dialect = session.get_bind().dialect.name
-    entry.status = status
-    entry.attempts = (entry.attempts or 0) + 1
-    entry.last_error = error
-    if status == PROCESSED:
-        entry.processed_at = db_time(datetime.now(UTC), dialect)
+    statement = _INSERTS[dialect](LedgerEntry).values(rows).on_conflict_do_nothing(index_elements=["event_id"])
+    return set(session.scalars(statement.returning(LedgerEntry.event_id)))

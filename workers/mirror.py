@@ -8,6 +8,7 @@ a duplicate, or an older change arriving late can never overwrite a newer state.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,7 +27,7 @@ def db_time(moment: datetime, dialect: str) -> datetime:
     return moment.astimezone(UTC).replace(tzinfo=None) if dialect == "sqlite" else moment
 
 
-def _newer(incoming: Any, current: Any) -> Any:
+def newer_than(incoming: Any, current: Any) -> Any:
     """SQL for "incoming is a later change than current" by the contract's ordering rule."""
     later_time = or_(
         incoming.occurred_at > current.occurred_at,
@@ -39,15 +40,19 @@ def _newer(incoming: Any, current: Any) -> Any:
     )
 
 
-def mirror_record(event: Event, session: Session) -> None:
-    """Upsert the event's record unless the mirror already holds a newer change of it."""
-    dialect = session.get_bind().dialect.name
-    try:
-        insert = _INSERTS[dialect]
-    except KeyError:
-        raise NotImplementedError(f"the mirror supports SQLite and PostgreSQL, not {dialect}") from None
+def is_newer(incoming: Event, current: Event) -> bool:
+    """The ordering rule of ``newer_than`` in Python, to keep one change per record within a batch."""
+    later_time = (incoming.occurred_at, incoming.id) > (current.occurred_at, current.id)
+    if incoming.record.version is not None and current.record.version is not None:
+        return incoming.record.version > current.record.version or (
+            incoming.record.version == current.record.version and later_time
+        )
+    return later_time
+
+
+def _row(event: Event, dialect: str, now: datetime) -> dict[str, Any]:
     record = event.record
-    values = {
+    return {
         "entity_type": event.entity_type,
         "record_id": record.id,
         "system_ref": plain(record.system_ref),
@@ -56,13 +61,41 @@ def mirror_record(event: Event, session: Session) -> None:
         "version": record.version,
         "occurred_at": db_time(event.occurred_at, dialect),
         "event_id": event.id,
-        "updated_at": db_time(datetime.now(UTC), dialect),
+        "updated_at": db_time(now, dialect),
     }
-    statement = insert(MirroredRecord).values(**values)
+
+
+def mirror_records(events: Sequence[Event], session: Session) -> None:
+    """Upsert many events' records in one statement; each record only moves forward.
+
+    Only the newest change of each record in the batch is sent: one statement may not touch a
+    row twice, and by the ordering rule the older changes would lose to it anyway. Rows go in
+    key order so that two workers' batches lock shared rows in the same order (no deadlock).
+    """
+    if not events:
+        return
+    dialect = session.get_bind().dialect.name
+    try:
+        insert = _INSERTS[dialect]
+    except KeyError:
+        raise NotImplementedError(f"the mirror supports SQLite and PostgreSQL, not {dialect}") from None
+    newest: dict[tuple[str, str], Event] = {}
+    for event in events:
+        key = (event.entity_type, event.record.id)
+        if key not in newest or is_newer(event, newest[key]):
+            newest[key] = event
+    now = datetime.now(UTC)
+    rows = [_row(newest[key], dialect, now) for key in sorted(newest)]
+    statement = insert(MirroredRecord).values(rows)
     table = MirroredRecord.__table__
     statement = statement.on_conflict_do_update(
         index_elements=[table.c.entity_type, table.c.record_id],
-        set_={key: statement.excluded[key] for key in values if key not in ("entity_type", "record_id")},
-        where=_newer(statement.excluded, table.c),
+        set_={key: statement.excluded[key] for key in rows[0] if key not in ("entity_type", "record_id")},
+        where=newer_than(statement.excluded, table.c),
     )
     session.execute(statement)
+
+
+def mirror_record(event: Event, session: Session) -> None:
+    """Upsert the event's record unless the mirror already holds a newer change of it."""
+    mirror_records([event], session)

@@ -57,3 +57,37 @@ class LedgerEntry(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class HandlerRun(Base):
+    """One handler's work on one event: its outcome, attempts and last error (the failed list).
+
+    ``lease_token``/``lease_until`` mark a run that a worker is executing: another worker may
+    take it over only once the lease has passed (the first worker died or hung).
+    """
+
+    __tablename__ = "aiwyn_handler_runs"
+
+    event_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    handler: Mapped[str] = mapped_column(String(200), primary_key=True)
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    lease_token: Mapped[str | None] = mapped_column(String(40))
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class HandlerCursor(Base):
+    """The newest change of one record an ordered handler has seen; older ones are skipped."""
+
+    __tablename__ = "aiwyn_handler_cursors"
+
+    handler: Mapped[str] = mapped_column(String(200), primary_key=True)
+    entity_type: Mapped[str] = mapped_column(String(100), primary_key=True)
+    record_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    version: Mapped[int | None] = mapped_column(BigInteger)
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    event_id: Mapped[str] = mapped_column(String(200))

@@ -1,13 +1,15 @@
-"""Which handlers run for which events: registered for entity types and operations.
+"""Which handlers run for which events, and each handler's run policy.
 
-A handler is any callable ``handler(event, session)``; ``"*"`` matches every entity type or
-operation. Handlers run in registration order, the built-in mirror first. (Per-handler
-isolation, retries and replay will hang off ``Registration``; its name is its stable key.)
+A handler is a callable ``handler(event, session)``, or an object with a ``handle(event,
+session)`` method; ``"*"`` matches every entity type or operation. Each registration carries
+its own timeout, attempts, retry delay and ordering, which default to the worker's settings.
+The name is the handler's stable key in the ledger (``aiwyn_handler_runs.handler``): renaming
+a handler orphans its history, so give long-lived handlers an explicit name.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,11 +18,12 @@ from sqlalchemy.orm import Session
 from workers.events import OPERATIONS, Event
 
 Handler = Callable[[Event, Session], Any]
+BatchHandler = Callable[[Sequence[Event], Session], Any]
 ANY = "*"
 
 
 class RegistryError(ValueError):
-    """A handler was registered with a bad name, entity type or operation."""
+    """A handler was registered with a bad name, entity type, operation or option."""
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,12 @@ class Registration:
     handler: Handler
     entity_types: frozenset[str]
     operations: frozenset[str]
+    timeout: float | None = None
+    attempts: int | None = None
+    retry_delay: float | None = None
+    ordered: bool = False
+    # The built-in mirror applies a whole batch in one statement; custom handlers run per event.
+    batch_handler: BatchHandler | None = None
 
     def matches(self, event: Event) -> bool:
         return (ANY in self.entity_types or event.entity_type in self.entity_types) and (
@@ -36,45 +45,79 @@ class Registration:
         )
 
 
+def _names(value: str | Iterable[str]) -> frozenset[str]:
+    return frozenset([value] if isinstance(value, str) else value)
+
+
+def as_callable(handler: Any) -> Handler:
+    """A function as it is; a class is instantiated once; an object with ``handle`` gives that method."""
+    if isinstance(handler, type):
+        handler = handler()
+    method = getattr(handler, "handle", None)
+    if callable(method):
+        return method
+    if callable(handler):
+        return handler
+    raise RegistryError(f"{handler!r} is neither a function nor an object with a handle(event, session) method")
+
+
 class HandlerRegistry:
-    """The handlers of one worker process."""
+    """The handlers of one worker process, in registration order (the mirror first)."""
 
     def __init__(self) -> None:
-        self._registrations: list[Registration] = []
+        self._registrations: dict[str, Registration] = {}
 
     def register(
         self,
-        handler: Handler,
-        entity_types: Iterable[str] = (ANY,),
-        operations: Iterable[str] = (ANY,),
+        handler: Any,
+        entity_types: str | Iterable[str] = ANY,
+        operations: str | Iterable[str] = ANY,
         *,
         name: str | None = None,
+        timeout: float | None = None,
+        attempts: int | None = None,
+        retry_delay: float | None = None,
+        ordered: bool = False,
+        batch_handler: BatchHandler | None = None,
     ) -> Registration:
-        """Add a handler; its name (default: module and function) must be unique."""
-        name = name or f"{getattr(handler, '__module__', '?')}.{getattr(handler, '__qualname__', repr(handler))}"
-        types, ops = frozenset(entity_types), frozenset(operations)
+        """Add a handler; its name (default: module and qualified name) must be unique."""
+        name = name or f"{getattr(handler, '__module__', '?')}.{getattr(handler, '__qualname__', type(handler).__qualname__)}"
+        types, ops = _names(entity_types), _names(operations)
         if not types or not ops:
             raise RegistryError(f"handler {name}: give at least one entity type and one operation")
         unknown = ops - set(OPERATIONS) - {ANY}
         if unknown:
             raise RegistryError(f"handler {name}: unknown operations {sorted(unknown)}")
-        if any(r.name == name for r in self._registrations):
+        if name in self._registrations:
             raise RegistryError(f"handler {name} is registered twice")
-        registration = Registration(name, handler, types, ops)
-        self._registrations.append(registration)
+        if timeout is not None and timeout <= 0 or attempts is not None and attempts < 1 or retry_delay is not None and retry_delay < 0:
+            raise RegistryError(f"handler {name}: timeout and attempts must be positive, retry_delay not negative")
+        registration = Registration(
+            name, as_callable(handler), types, ops, timeout, attempts, retry_delay, ordered, batch_handler
+        )
+        self._registrations[name] = registration
         return registration
 
     def handlers_for(self, event: Event) -> list[Registration]:
-        return [r for r in self._registrations if r.matches(event)]
+        return [r for r in self._registrations.values() if r.matches(event)]
+
+    def get(self, name: str) -> Registration | None:
+        return self._registrations.get(name)
+
+    def __iter__(self):  # noqa: ANN204 - an iterator of Registration
+        return iter(self._registrations.values())
 
     def __len__(self) -> int:
         return len(self._registrations)
 
 
+MIRROR = "mirror"
+
+
 def default_registry() -> HandlerRegistry:
     """A registry holding the built-in mirror handler for every entity type and operation."""
-    from workers.mirror import mirror_record
+    from workers.mirror import mirror_record, mirror_records
 
     registry = HandlerRegistry()
-    registry.register(mirror_record, name="mirror")
+    registry.register(mirror_record, name=MIRROR, batch_handler=mirror_records)
     return registry

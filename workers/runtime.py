@@ -5,11 +5,14 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
+import redis
+from rq import Queue, Retry
 from sqlalchemy import Engine
 
 from config import Settings, load_settings
 from workers.database import make_engine
-from workers.registry import HandlerRegistry, default_registry
+from workers.delivery_batches import DeliveryBatches
+from workers.registry import HandlerRegistry
 
 
 @dataclass(frozen=True)
@@ -17,6 +20,15 @@ class WorkerRuntime:
     settings: Settings
     engine: Engine
     registry: HandlerRegistry
+    redis: redis.Redis
+    queue: Queue
+    batches: DeliveryBatches
+
+    @property
+    def job_retry(self) -> Retry | None:
+        """RQ's retry for jobs that fail for want of the database or Redis, not for a handler's error."""
+        intervals = list(self.settings.job_retry_intervals)
+        return Retry(max=len(intervals), interval=intervals) if intervals else None
 
 
 _lock = threading.Lock()
@@ -24,10 +36,24 @@ _current: WorkerRuntime | None = None
 
 
 def start_runtime(settings: Settings, registry: HandlerRegistry | None = None) -> WorkerRuntime:
-    """Build this process's runtime (engine, handlers); called once by the worker command."""
+    """Build this process's runtime (engine, handlers, Redis); called once by the worker command.
+
+    Without a registry, the handlers are found as the worker finds them (``workers.discovery``).
+    """
+    from workers.discovery import load_registry
+
     global _current
+    connection = redis.Redis.from_url(settings.redis_url)
     with _lock:
-        _current = WorkerRuntime(settings, make_engine(settings.database_url), registry or default_registry())
+        _current = WorkerRuntime(
+            settings,
+            make_engine(settings.database_url),
+            registry if registry is not None else load_registry(settings),
+            connection,
+            Queue(settings.queue_name, connection=connection),
+            # A batch is retaken if its worker has not committed it within the job timeout.
+            DeliveryBatches(settings, connection, lease_seconds=settings.job_timeout),
+        )
         return _current
 
 

@@ -12,16 +12,13 @@ from pathlib import Path
 import pytest
 import redis
 from flask.testing import FlaskClient
-from rq import Queue, SimpleWorker
-from rq.job import Job
+from rq import Queue
 
 from config import Settings
-from config.job_contract import PROCESS_DELIVERY, job_id_for
+from config.job_contract import DRAIN_DELIVERIES, deliveries_key, unpack_delivery
 from devstack.services import free_port, start_redis
 from receiver import create_app
 from receiver.signatures import decode_secret, sign
-from workers.registry import HandlerRegistry
-from workers.runtime import start_runtime
 
 SECRET = "whsec_" + base64.b64encode(b"s" * 32).decode()
 SUB = "sub_TEST00000001"
@@ -51,18 +48,17 @@ def client(settings: Settings, redis_client: redis.Redis) -> FlaskClient:
     return app.test_client()
 
 
-def queued_ids(settings: Settings, redis_client: redis.Redis) -> list[str]:
-    return Queue(settings.queue_name, connection=redis_client).get_job_ids()
+def queued(settings: Settings, redis_client: redis.Redis) -> list[tuple[str, str, bytes]]:
+    return [unpack_delivery(item) for item in redis_client.lrange(deliveries_key(settings.queue_name), 0, -1)]
 
 
 def test_a_genuine_delivery_is_queued_with_the_contracts_arguments(client: FlaskClient, settings: Settings, redis_client: redis.Redis) -> None:
     headers, body = delivery()
     answer = client.post("/webhooks/aiwyn", data=body, headers=headers)
     assert answer.status_code == 202
-    assert queued_ids(settings, redis_client) == [job_id_for("evt_A1")]
-    job = Job.fetch(job_id_for("evt_A1"), connection=redis_client)
-    assert job.func_name == PROCESS_DELIVERY
-    assert job.args == ("evt_A1", SUB, body)
+    assert queued(settings, redis_client) == [("evt_A1", SUB, body)]
+    [job] = Queue(settings.queue_name, connection=redis_client).jobs
+    assert (job.func_name, job.args) == (DRAIN_DELIVERIES, (settings.queue_name,))
 
 
 def test_a_duplicate_is_acknowledged_and_not_queued_twice(client: FlaskClient, settings: Settings, redis_client: redis.Redis) -> None:
@@ -71,28 +67,8 @@ def test_a_duplicate_is_acknowledged_and_not_queued_twice(client: FlaskClient, s
     again_headers, _ = delivery(at=time.time() + 1, body=body)  # Aiwyn re-signs every attempt
     answer = client.post("/webhooks/aiwyn", data=body, headers=again_headers)
     assert answer.status_code == 200 and answer.json == {"status": "duplicate"}
-    assert queued_ids(settings, redis_client) == [job_id_for("evt_A1")]
-
-
-def test_a_redelivery_of_a_failed_event_is_queued_again(
-    client: FlaskClient, settings: Settings, redis_client: redis.Redis, database_url: str
-) -> None:
-    def broken(event: object, session: object) -> None:
-        raise RuntimeError("handler is broken")
-
-    registry = HandlerRegistry()
-    registry.register(broken, name="broken")
-    start_runtime(replace(settings, database_url=database_url), registry)
-    headers, body = delivery()
-    client.post("/webhooks/aiwyn", data=body, headers=headers)
-    queue = Queue(settings.queue_name, connection=redis_client)
-    SimpleWorker([queue], connection=redis_client).work(burst=True)  # two retries, then the failed registry
-    assert queue.failed_job_registry.get_job_ids() == [job_id_for("evt_A1")]
-
-    headers, _ = delivery(body=body)
-    answer = client.post("/webhooks/aiwyn", data=body, headers=headers)
-    assert answer.status_code == 202 and answer.json == {"status": "requeued"}
-    assert queued_ids(settings, redis_client) == [job_id_for("evt_A1")]
+    assert queued(settings, redis_client) == [("evt_A1", SUB, body)]
+    assert Queue(settings.queue_name, connection=redis_client).count == 1
 
 
 def _unsigned() -> tuple[dict[str, str], bytes]:
@@ -131,7 +107,7 @@ def test_refused_requests_queue_nothing(
     with caplog.at_level(logging.INFO, logger="receiver.webhook"):
         answer = client.post("/webhooks/aiwyn", data=body, headers=headers)
     assert answer.status_code == status
-    assert queued_ids(settings, redis_client) == []
+    assert queued(settings, redis_client) == []
     assert any(reason in message and f"status={status}" in message for message in caplog.messages), caplog.messages
     assert not any(SECRET[6:] in message for message in caplog.messages)
 

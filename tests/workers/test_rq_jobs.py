@@ -1,57 +1,63 @@
-"""The job contract end to end inside one process: the receiver's enqueue, RQ, the worker's job."""
+"""The contract end to end inside one process: the receiver's enqueue, RQ, the worker's drain job."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 import redis
 import sqlalchemy
-from rq import Queue, SimpleWorker
-from rq.job import Job, JobStatus
+from rq.job import JobStatus
 from sqlalchemy.orm import Session
 
 from config import Settings
-from config.job_contract import job_id_for
+from config.job_contract import deliveries_key
 from receiver.delivery_queue import DeliveryQueue, Enqueued
 from tests.events import event_body
-from workers.events import Event
+from tests.workers.conftest import MakeRuntime
 from workers.models import MirroredRecord
 from workers.registry import default_registry
 from workers.runtime import start_runtime
+from workers.worker import DrainWorker
 
 
-def test_a_queued_delivery_becomes_a_mirrored_row(settings: Settings, redis_client: redis.Redis, engine: sqlalchemy.Engine, database_url: str) -> None:
-    start_runtime(replace(settings, database_url=database_url))
-    deliveries = DeliveryQueue(settings, redis_client)
-    assert deliveries.enqueue("evt_1", "sub_1", event_body("evt_1", attributes={"name": "Acme"})) is Enqueued.QUEUED
-    queue = Queue(settings.queue_name, connection=redis_client)
-    SimpleWorker([queue], connection=redis_client).work(burst=True)
-    job = Job.fetch(job_id_for("evt_1"), connection=redis_client)
-    assert job.get_status() == JobStatus.FINISHED and job.return_value() == "processed"
+def mirrored(engine: sqlalchemy.Engine) -> dict[str, str]:
     with Session(engine) as session:
-        row = session.scalars(sqlalchemy.select(MirroredRecord)).one()
-    assert (row.record_id, row.attributes) == ("rec_1", {"name": "Acme"})
-    # Finished jobs are kept for the dedupe window, so a redelivery is not queued again.
+        return {row.record_id: row.event_id for row in session.scalars(sqlalchemy.select(MirroredRecord))}
+
+
+def test_queued_deliveries_are_drained_by_one_rq_job(make_runtime: MakeRuntime, settings: Settings, redis_client: redis.Redis, engine: sqlalchemy.Engine) -> None:
+    runtime = make_runtime(batch_size=30)
+    deliveries = DeliveryQueue(settings, redis_client)
+    for i in range(100):
+        assert deliveries.enqueue(f"evt_{i}", "sub_1", event_body(f"evt_{i}", record_id=f"rec_{i}")) is Enqueued.QUEUED
+    assert runtime.queue.count == 1  # one drain job for the lot, not one job per event
+    assert deliveries.enqueue("evt_3", "sub_1", event_body("evt_3")) is Enqueued.DUPLICATE
+    DrainWorker([runtime.queue], connection=redis_client, runtime=runtime).work(burst=True)
+    assert len(mirrored(engine)) == 100
+    assert redis_client.llen(deliveries_key(settings.queue_name)) == 0
+    assert redis_client.keys("aiwyn:*:batch:*") == []
+    # Remembered for the deduplication window: a redelivery is not queued again.
     assert deliveries.enqueue("evt_1", "sub_1", event_body("evt_1")) is Enqueued.DUPLICATE
-    assert queue.count == 0
+    assert 0 < redis_client.ttl("aiwyn:seen:evt_1") <= settings.dedupe_ttl
 
 
-def test_a_failing_job_is_retried_then_kept_in_the_failed_registry(settings: Settings, redis_client: redis.Redis, engine: sqlalchemy.Engine, database_url: str) -> None:
-    attempts: list[str] = []
-
-    def broken(event: Event, session: Session) -> None:
-        attempts.append(event.id)
-        raise ValueError("downstream is broken")
-
-    registry = default_registry()
-    registry.register(broken, name="broken")
-    start_runtime(replace(settings, database_url=database_url), registry)
-    DeliveryQueue(replace(settings, job_retry_intervals=(0, 0, 0)), redis_client).enqueue("evt_1", "sub_1", event_body("evt_1"))
-    queue = Queue(settings.queue_name, connection=redis_client)
-    SimpleWorker([queue], connection=redis_client).work(burst=True)
-    assert attempts == ["evt_1"] * 4  # the first try and three retries
-    assert queue.failed_job_registry.get_job_ids() == [job_id_for("evt_1")]
-    job = Job.fetch(job_id_for("evt_1"), connection=redis_client)
-    assert "downstream is broken" in job.latest_result().exc_string
-    with Session(engine) as session:  # the mirror's write was rolled back with the failing handler
-        assert session.scalars(sqlalchemy.select(MirroredRecord)).all() == []
+def test_a_database_outage_retries_the_job_and_loses_nothing(make_runtime: MakeRuntime, settings: Settings, redis_client: redis.Redis, engine: sqlalchemy.Engine, tmp_path) -> None:  # noqa: ANN001
+    outage = replace(settings, database_url=f"sqlite:///{tmp_path / 'not-migrated.sqlite3'}", job_retry_intervals=(1,))
+    broken = start_runtime(outage, default_registry())  # every statement fails: no such table
+    deliveries = DeliveryQueue(outage, redis_client)
+    for i in range(5):
+        deliveries.enqueue(f"evt_{i}", "sub_1", event_body(f"evt_{i}", record_id=f"rec_{i}"))
+    [job] = broken.queue.jobs
+    DrainWorker([broken.queue], connection=redis_client, runtime=broken).work(burst=True)
+    # The drain job failed and RQ will retry it in 1 s; its batch is given back for that long.
+    assert broken.queue.scheduled_job_registry.get_job_ids() == [job.id]
+    assert job.get_status(refresh=True) == JobStatus.SCHEDULED
+    assert mirrored(engine) == {}
+    time.sleep(1.1)
+    # The database is back: RQ's retry of the job takes the given-back batch over.
+    runtime = make_runtime()
+    DrainWorker([runtime.queue], connection=redis_client, runtime=runtime).work(burst=True, with_scheduler=True)
+    assert job.get_status() == JobStatus.FINISHED and job.return_value() == 5
+    assert sorted(mirrored(engine)) == [f"rec_{i}" for i in range(5)]
+    assert redis_client.keys("aiwyn:*:batch:*") == []

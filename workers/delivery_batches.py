@@ -1,0 +1,116 @@
+"""Claiming deliveries from the Redis list in batches, so that a crashed worker loses nothing.
+
+A claim moves up to N deliveries from the list into a batch list of their own, in one Lua
+script, and records the batch with a lease deadline in a sorted set. The batch is deleted only
+after its events are committed to the database. A batch whose lease has passed (its worker
+died, or gave it back after a database error) is claimed again, whole, by the next worker:
+the ledger makes processing it a second time harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+
+import redis
+from rq import Queue
+
+from config import Settings
+from config.job_contract import WAKE_TTL_SECONDS, deliveries_key, enqueue_drain, unpack_delivery, wake_key
+
+log = logging.getLogger(__name__)
+
+# KEYS: deliveries, batches. ARGV: lease seconds, new batch key, max items.
+_CLAIM = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local stale = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1)
+if #stale > 0 then
+  redis.call('ZADD', KEYS[2], now + tonumber(ARGV[1]), stale[1])
+  return {stale[1], redis.call('LRANGE', stale[1], 0, -1)}
+end
+local items = redis.call('LPOP', KEYS[1], ARGV[3])
+if not items then return false end
+redis.call('RPUSH', ARGV[2], unpack(items))
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[1]), ARGV[2])
+return {ARGV[2], items}
+"""
+
+# KEYS: deliveries, batches, wake. ARGV: wake ttl. 1 when a drain job should be queued.
+_NEEDS_DRAIN = """
+local t = redis.call('TIME')
+local waiting = redis.call('LLEN', KEYS[1]) > 0 or #redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', t[1], 'LIMIT', 0, 1) > 0
+if waiting and redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[1]) then return 1 end
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class Batch:
+    key: str
+    deliveries: list[tuple[str, str, bytes]]
+
+
+class DeliveryBatches:
+    """The workers' side of ``config.job_contract``: claim, release, give back, wake."""
+
+    def __init__(self, settings: Settings, connection: redis.Redis, lease_seconds: float) -> None:
+        self._settings = settings
+        self._connection = connection
+        self._queue = Queue(settings.queue_name, connection=connection)
+        self._lease = lease_seconds
+        self._deliveries = deliveries_key(settings.queue_name)
+        self._batches = f"aiwyn:{settings.queue_name}:batches"
+        self._claim = connection.register_script(_CLAIM)
+        self._needs_drain = connection.register_script(_NEEDS_DRAIN)
+
+    def claim(self, size: int) -> Batch | None:
+        """Up to ``size`` deliveries, or an abandoned batch first; None when there is nothing."""
+        new_key = f"aiwyn:{self._settings.queue_name}:batch:{uuid.uuid4().hex}"
+        claimed = self._claim(keys=[self._deliveries, self._batches], args=[self._lease, new_key, size])
+        if not claimed:
+            return None
+        key, items = claimed
+        deliveries = []
+        for item in items:
+            try:
+                deliveries.append(unpack_delivery(item))
+            except ValueError:
+                # Only this service writes the list; keep what it cannot read for an operator.
+                self._connection.rpush(f"aiwyn:{self._settings.queue_name}:unreadable", item)
+                log.error("an unreadable delivery was moved to aiwyn:%s:unreadable", self._settings.queue_name)
+        return Batch(key.decode() if isinstance(key, bytes) else key, deliveries)
+
+    def release(self, batch: Batch) -> None:
+        """The batch's events are committed: forget it."""
+        with self._connection.pipeline(transaction=True) as pipe:
+            pipe.delete(batch.key)
+            pipe.zrem(self._batches, batch.key)
+            pipe.execute()
+
+    def abandon(self, batch: Batch, retry_in: float) -> None:
+        """Give the batch back: the first drain job after ``retry_in`` seconds takes it over."""
+        try:
+            self._connection.eval(
+                "local t = redis.call('TIME') redis.call('ZADD', KEYS[1], t[1] + ARGV[2], ARGV[1])",
+                1,
+                self._batches,
+                batch.key,
+                retry_in,
+            )
+        except redis.RedisError:
+            log.warning("batch %s not given back; it is taken over when its lease ends", batch.key)
+
+    def wake_if_needed(self) -> bool:
+        """Queue a drain job when deliveries wait and none is queued: a lost wake-up costs seconds."""
+        if self._needs_drain(
+            keys=[self._deliveries, self._batches, wake_key(self._settings.queue_name)], args=[WAKE_TTL_SECONDS]
+        ):
+            enqueue_drain(self._queue, self._settings)
+            return True
+        return False
+
+    def pending(self) -> int:
+        """Deliveries not yet claimed (for the CLI and the tests)."""
+        return int(self._connection.llen(self._deliveries))

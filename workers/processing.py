@@ -1,0 +1,242 @@
+"""Turning drained deliveries into committed effects: the batch path and the per-run path.
+
+The batch path writes the ledger rows and applies the batch handlers (the mirror) for a whole
+batch in one transaction: a few statements for up to ``AIWYN_RECEIVER_BATCH_SIZE`` events.
+Custom handlers are not run there: each one gets its own RQ job per batch, and in it its own
+transaction, timeout and retries per event, so a failing, slow or hanging handler never
+delays, retries or fails the mirror or another handler.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from config.job_contract import seen_key
+from workers import ledger, runs
+from workers.events import InvalidEvent, parse_event
+from workers.handlers import DoNotRetry
+from workers.ledger import Delivery
+from workers.models import LedgerEntry
+from workers.ordering import advance_cursor
+from workers.registry import Registration
+from workers.runtime import WorkerRuntime
+from workers.timeouts import time_limit
+
+log = logging.getLogger(__name__)
+
+RUN_HANDLER = "workers.jobs.run_handler"
+
+
+class _LeaseLost(Exception):
+    pass
+
+
+class HandlerMissing(Exception):
+    """A job names a handler this worker does not have (deployed workers disagree)."""
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Errors that say the database is unreachable or busy, not that an event is bad: retry all."""
+    return isinstance(exc, (OperationalError, InterfaceError))
+
+
+def parse(deliveries: Iterable[tuple[str, str, bytes]]) -> list[Delivery]:
+    """Parsed deliveries, one per event id (a batch can hold a redelivered copy)."""
+    parsed: dict[str, Delivery] = {}
+    for event_id, subscription_id, body in deliveries:
+        if event_id in parsed:
+            continue
+        try:
+            parsed[event_id] = Delivery(event_id, subscription_id, body, parse_event(body, event_id, subscription_id))
+        except InvalidEvent as exc:
+            parsed[event_id] = Delivery(event_id, subscription_id, body, None, str(exc))
+            log.error("event %s is invalid: %s", event_id, exc)
+    return list(parsed.values())
+
+
+@dataclass
+class FollowUps:
+    """Handler runs to queue once the batch is committed: handler name -> event ids."""
+
+    runs: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, handler: str, event_id: str) -> None:
+        self.runs.setdefault(handler, []).append(event_id)
+
+    def merge(self, other: FollowUps) -> None:
+        for handler, event_ids in other.runs.items():
+            self.runs.setdefault(handler, []).extend(event_ids)
+
+
+def process_batch(runtime: WorkerRuntime, raw: Iterable[tuple[str, str, bytes]]) -> FollowUps:
+    """Commit a batch; if one event in it breaks the transaction, commit the others one by one."""
+    deliveries = parse(raw)
+    try:
+        follow_ups = _commit(runtime, deliveries)
+    except SQLAlchemyError as exc:
+        if is_outage(exc) or len(deliveries) == 1:
+            if not is_outage(exc):
+                return _commit_failure(runtime, deliveries[0], exc)
+            raise
+        log.warning("a batch of %d failed (%s); committing its events one by one", len(deliveries), type(exc).__name__)
+        follow_ups = FollowUps()
+        for delivery in deliveries:
+            follow_ups.merge(process_batch(runtime, [(delivery.event_id, delivery.subscription_id, delivery.body)]))
+    return follow_ups
+
+
+def _commit(runtime: WorkerRuntime, deliveries: Sequence[Delivery]) -> FollowUps:
+    registry = runtime.registry
+    follow_ups = FollowUps()
+    matched: dict[str, list[Registration]] = {d.event_id: registry.handlers_for(d.event) for d in deliveries if d.event}
+    status_of = {}
+    for delivery in deliveries:
+        if delivery.event is None:
+            status_of[delivery.event_id] = ledger.INVALID
+            continue
+        custom = [r.name for r in matched[delivery.event_id] if r.batch_handler is None]
+        for name in custom:
+            follow_ups.add(name, delivery.event_id)
+        status_of[delivery.event_id] = ledger.PENDING if custom else ledger.PROCESSED
+    with Session(runtime.engine) as session, session.begin():
+        new = ledger.record(session, deliveries, status_of)
+        runs.add_pending(session, ((event_id, name) for name, ids in follow_ups.runs.items() for event_id in ids))
+        redone: set[str] = set()
+        for registration in registry:
+            if registration.batch_handler is None:
+                continue
+            events = [d.event for d in deliveries if d.event and registration in matched[d.event_id]]
+            claimed = runs.claim_batch(session, registration.name, [e.id for e in events])
+            registration.batch_handler([e for e in events if e.id in claimed], session)
+            redone |= claimed - new
+        runs.settle(session, redone)  # copies of known events whose batch run was still to do
+    return follow_ups
+
+
+def _commit_failure(runtime: WorkerRuntime, delivery: Delivery, exc: SQLAlchemyError) -> FollowUps:
+    """One event the batch handlers cannot apply: ledger it as failed, retry those handlers later."""
+    error = _describe(exc)
+    log.error("event %s: the batch handlers failed: %s", delivery.event_id, error)
+    follow_ups = FollowUps()
+    with Session(runtime.engine) as session, session.begin():
+        ledger.record(session, [delivery], {delivery.event_id: ledger.FAILED}, {delivery.event_id: error})
+        if delivery.event is not None:
+            runs.add_pending(session, ((delivery.event_id, r.name) for r in runtime.registry.handlers_for(delivery.event)))
+            for registration in runtime.registry.handlers_for(delivery.event):
+                follow_ups.add(registration.name, delivery.event_id)
+        runs.settle(session, [delivery.event_id])
+    return follow_ups
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:2000]
+
+
+def load_deliveries(runtime: WorkerRuntime, event_ids: Sequence[str]) -> dict[str, Delivery]:
+    """The stored deliveries of these events, parsed again from the ledger's payload."""
+    with Session(runtime.engine) as session:
+        rows = session.execute(
+            select(LedgerEntry.event_id, LedgerEntry.subscription_id, LedgerEntry.payload).where(LedgerEntry.event_id.in_(list(event_ids)))
+        ).all()
+    return {d.event_id: d for d in parse((e, s, p.encode("utf-8")) for e, s, p in rows)}
+
+
+@dataclass(frozen=True)
+class Policy:
+    timeout: float
+    attempts: int
+    retry_delay: float
+    max_delay: float
+
+    def delay(self, attempt: int) -> float:
+        """Exponential back-off with jitter: spread retries of many failed events apart."""
+        ceiling = min(self.max_delay, self.retry_delay * 2 ** (attempt - 1))
+        return random.uniform(ceiling / 2, ceiling)
+
+
+def policy_for(runtime: WorkerRuntime, registration: Registration) -> Policy:
+    settings = runtime.settings
+    return Policy(
+        timeout=registration.timeout or settings.handler_timeout,
+        attempts=registration.attempts or settings.handler_attempts,
+        retry_delay=settings.handler_retry_delay if registration.retry_delay is None else registration.retry_delay,
+        max_delay=settings.handler_retry_max_delay,
+    )
+
+
+def run_handler(runtime: WorkerRuntime, handler: str, event_ids: Sequence[str]) -> dict[str, str]:
+    """Run one handler on these events, each on its own; returns the outcome per event id."""
+    registration = runtime.registry.get(handler)
+    if registration is None:
+        raise HandlerMissing(f"handler {handler} is not registered in this worker")
+    deliveries = load_deliveries(runtime, event_ids)
+    return {event_id: run_one(runtime, registration, deliveries.get(event_id)) if event_id in deliveries else "unknown" for event_id in event_ids}
+
+
+def run_one(runtime: WorkerRuntime, registration: Registration, delivery: Delivery | None) -> str:
+    """Claim, run under the time limit, and record one handler's run on one event."""
+    if delivery is None or delivery.event is None:
+        return "unknown"
+    event = delivery.event
+    policy = policy_for(runtime, registration)
+    token = runs.claim(runtime.engine, event.id, registration.name, lease_seconds=policy.timeout + 60)
+    if token is None:
+        return "not claimable"  # done, discarded, or running elsewhere
+    try:
+        with Session(runtime.engine) as session, session.begin():
+            if registration.ordered and not advance_cursor(session, registration.name, event):
+                outcome = runs.SKIPPED
+            else:
+                with time_limit(policy.timeout):
+                    registration.handler(event, session)
+                outcome = runs.SUCCEEDED
+            if not runs.finish(session, event.id, registration.name, token, outcome):
+                raise _LeaseLost
+    except _LeaseLost:
+        return "lease lost"  # another worker took the run over: its result stands, ours rolled back
+    except Exception as exc:  # a handler's error of any kind is its own, never the worker's
+        outcome = _record_failure(runtime, registration, policy, event.id, token, exc)
+    with Session(runtime.engine) as session, session.begin():
+        runs.settle(session, [event.id])
+    log.info("handler %s on event %s: %s", registration.name, event.id, outcome)
+    return outcome
+
+
+def _record_failure(runtime: WorkerRuntime, registration: Registration, policy: Policy, event_id: str, token: str, exc: Exception) -> str:
+    error = _describe(exc)
+    attempt = runs.attempts_of(runtime.engine, event_id, registration.name)
+    final = isinstance(exc, DoNotRetry) or attempt >= policy.attempts
+    retry_at = None if final else datetime.now(UTC) + timedelta(seconds=policy.delay(attempt))
+    with Session(runtime.engine) as session, session.begin():
+        if not runs.finish(session, event_id, registration.name, token, runs.FAILED if final else runs.RETRYING, error, retry_at):
+            return "lease lost"
+    if final:
+        log.error("handler %s on event %s failed for good after %d attempt(s): %s", registration.name, event_id, attempt, error)
+        # A redelivery of this event must be queued again, to re-run the failed handler.
+        runtime.redis.delete(seen_key(event_id))
+        return runs.FAILED
+    log.warning("handler %s on event %s failed (attempt %d of %d), retry at %s: %s", registration.name, event_id, attempt, policy.attempts, retry_at.isoformat(timespec="seconds"), error)
+    runtime.queue.enqueue_at(retry_at, RUN_HANDLER, registration.name, [event_id], job_timeout=int(policy.timeout) + 60)
+    return runs.RETRYING
+
+
+def enqueue_follow_ups(runtime: WorkerRuntime, follow_ups: FollowUps) -> None:
+    """One RQ job per handler and batch: RQ's bookkeeping is paid per batch, not per event."""
+    for handler, event_ids in follow_ups.runs.items():
+        registration = runtime.registry.get(handler)
+        timeout = policy_for(runtime, registration).timeout if registration else runtime.settings.handler_timeout
+        runtime.queue.enqueue_call(
+            RUN_HANDLER,
+            args=(handler, event_ids),
+            timeout=int(len(event_ids) * (timeout + 5)) + 60,
+            retry=runtime.job_retry,
+            description=f"handler {handler} on {len(event_ids)} event(s)",
+        )

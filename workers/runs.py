@@ -1,0 +1,169 @@
+"""Per-handler runs (``aiwyn_handler_runs``): who may run a handler on an event, and its outcome.
+
+A run is claimed by one conditional UPDATE (status claimable, or running with a lapsed lease),
+so two workers holding copies of one event never both run a handler. The claim is committed
+on its own, before the handler starts: a slow handler then holds no lock that would block the
+mirror. The handler's own writes and its ``succeeded`` mark commit together, guarded by the
+lease token: a worker whose lease was taken over cannot commit a second effect.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Engine, and_, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from workers.mirror import db_time
+from workers.models import HandlerRun, LedgerEntry
+
+PENDING = "pending"
+RUNNING = "running"
+SUCCEEDED = "succeeded"
+RETRYING = "retrying"
+FAILED = "failed"
+SKIPPED = "skipped"
+DISCARDED = "discarded"
+CLAIMABLE = (PENDING, RETRYING, FAILED)
+DONE = (SUCCEEDED, SKIPPED, DISCARDED)
+
+_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+
+
+def now_for(session_or_engine: Session | Engine) -> datetime:
+    bind = session_or_engine.get_bind() if isinstance(session_or_engine, Session) else session_or_engine
+    return db_time(datetime.now(UTC), bind.dialect.name)
+
+
+def _claimable(now: datetime):  # noqa: ANN202 - a SQL condition
+    return or_(
+        HandlerRun.status.in_(CLAIMABLE),
+        and_(HandlerRun.status == RUNNING, HandlerRun.lease_until < now),
+    )
+
+
+def add_pending(session: Session, pairs: Iterable[tuple[str, str]]) -> None:
+    """Create the run rows of (event id, handler) pairs not seen before, as ``pending``."""
+    now = now_for(session)
+    rows = [
+        {"event_id": e, "handler": h, "status": PENDING, "attempts": 0, "created_at": now, "updated_at": now}
+        for e, h in sorted(set(pairs))
+    ]
+    if rows:
+        insert = _INSERTS[session.get_bind().dialect.name]
+        session.execute(insert(HandlerRun).values(rows).on_conflict_do_nothing(index_elements=["event_id", "handler"]))
+
+
+def claim_batch(session: Session, handler: str, event_ids: Sequence[str]) -> set[str]:
+    """Mark a batch handler's runs succeeded, in the caller's transaction; returns the event ids
+    that were not already done, i.e. the ones the handler must now apply.
+
+    Another transaction inserting the same rows waits for this one, then sees them succeeded.
+    """
+    if not event_ids:
+        return set()
+    now = now_for(session)
+    insert = _INSERTS[session.get_bind().dialect.name]
+    rows = [
+        {"event_id": e, "handler": handler, "status": SUCCEEDED, "attempts": 1, "created_at": now, "updated_at": now}
+        for e in sorted(set(event_ids))
+    ]
+    statement = insert(HandlerRun).values(rows)
+    statement = statement.on_conflict_do_update(
+        index_elements=["event_id", "handler"],
+        set_={
+            "status": SUCCEEDED,
+            "attempts": HandlerRun.attempts + 1,
+            "last_error": None,
+            "lease_token": None,
+            "lease_until": None,
+            "updated_at": now,
+        },
+        where=_claimable(now),
+    ).returning(HandlerRun.event_id)
+    return set(session.scalars(statement))
+
+
+def claim(engine: Engine, event_id: str, handler: str, lease_seconds: float) -> str | None:
+    """Take the run for this worker, in a transaction of its own; the lease token, or None."""
+    token = uuid.uuid4().hex
+    now = now_for(engine)
+    with Session(engine) as session, session.begin():
+        result = session.execute(
+            update(HandlerRun)
+            .where(HandlerRun.event_id == event_id, HandlerRun.handler == handler, _claimable(now))
+            .values(
+                status=RUNNING,
+                lease_token=token,
+                lease_until=now + timedelta(seconds=lease_seconds),
+                attempts=HandlerRun.attempts + 1,
+                next_attempt_at=None,
+                updated_at=now,
+            )
+        )
+    return token if result.rowcount == 1 else None
+
+
+def finish(
+    session: Session,
+    event_id: str,
+    handler: str,
+    token: str,
+    status: str,
+    error: str | None = None,
+    retry_at: datetime | None = None,
+) -> bool:
+    """Record the outcome of the run this worker holds; False when its lease was taken over."""
+    dialect = session.get_bind().dialect.name
+    result = session.execute(
+        update(HandlerRun)
+        .where(HandlerRun.event_id == event_id, HandlerRun.handler == handler, HandlerRun.lease_token == token)
+        .values(
+            status=status,
+            last_error=error,
+            lease_token=None,
+            lease_until=None,
+            next_attempt_at=db_time(retry_at, dialect) if retry_at else None,
+            updated_at=now_for(session),
+        )
+    )
+    return result.rowcount == 1
+
+
+def attempts_of(engine: Engine, event_id: str, handler: str) -> int:
+    with Session(engine) as session:
+        return session.scalar(
+            select(HandlerRun.attempts).where(HandlerRun.event_id == event_id, HandlerRun.handler == handler)
+        ) or 0
+
+
+def settle(session: Session, event_ids: Iterable[str]) -> None:
+    """Set each event's ledger status from its runs: failed if one gave up, processed when all are done."""
+    ids = sorted(set(event_ids))
+    if not ids:
+        return
+    statuses: dict[str, list[str]] = {event_id: [] for event_id in ids}
+    for event_id, status in session.execute(
+        select(HandlerRun.event_id, HandlerRun.status).where(HandlerRun.event_id.in_(ids))
+    ):
+        statuses[event_id].append(status)
+    now = now_for(session)
+    by_status: dict[str, list[str]] = {}
+    for event_id, runs in statuses.items():
+        if FAILED in runs:
+            overall = "failed"
+        elif all(status in DONE for status in runs):
+            overall = "processed"
+        else:
+            overall = "pending"
+        by_status.setdefault(overall, []).append(event_id)
+    for overall, members in by_status.items():
+        values = {"status": overall}
+        if overall == "processed":
+            values["processed_at"] = now
+        session.execute(
+            update(LedgerEntry).where(LedgerEntry.event_id.in_(members), LedgerEntry.status != "invalid").values(**values)
+        )

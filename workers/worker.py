@@ -1,0 +1,31 @@
+"""The worker process: an RQ ``SimpleWorker`` (no fork per job) that also sweeps for lost wake-ups."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from rq import SimpleWorker
+
+from workers.runtime import WorkerRuntime
+
+# RQ heartbeats once per dequeue timeout (ttl - 15 s): with 20 s, an idle worker looks for
+# deliveries left without a drain job (a receiver crashed between storing and queueing,
+# a batch abandoned by a dead worker) every 5 seconds.
+WORKER_TTL = 20
+
+
+class DrainWorker(SimpleWorker):
+    """Runs the drain and handler jobs in this process, and queues a drain job when one is due."""
+
+    def __init__(self, *args: Any, runtime: WorkerRuntime, **kwargs: Any) -> None:
+        super().__init__(*args, worker_ttl=WORKER_TTL, **kwargs)
+        self._runtime = runtime
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        super().heartbeat(timeout, pipeline)
+        if pipeline is None:
+            try:
+                self._runtime.batches.wake_if_needed()
+            except redis.RedisError as exc:
+                self.log.warning("sweep for waiting deliveries failed: %s", type(exc).__name__)
