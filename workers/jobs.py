@@ -46,6 +46,6 @@ def drain_deliveries(queue_name: str) -> int:
     return done
 
 
-def run_handler(handler: str, event_ids: Sequence[str]) -> dict[str, str]:
-    """Run one custom handler on events of a committed batch (or a retry of one of them)."""
-    return processing.run_handler(current_runtime(), handler, event_ids)
+def run_handler(handler: str, event_ids: Sequence[str], mode: str = "new") -> dict[str, str]:
+    """Run one custom handler on events of a committed batch, or retry it on one event."""
+    return processing.run_handler(current_runtime(), handler, event_ids, mode)

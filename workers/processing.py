@@ -172,22 +172,26 @@ def policy_for(runtime: WorkerRuntime, registration: Registration) -> Policy:
     )
 
 
-def run_handler(runtime: WorkerRuntime, handler: str, event_ids: Sequence[str]) -> dict[str, str]:
-    """Run one handler on these events, each on its own; returns the outcome per event id."""
+def run_handler(runtime: WorkerRuntime, handler: str, event_ids: Sequence[str], mode: str = "new") -> dict[str, str]:
+    """Run one handler on these events, each on its own; returns the outcome per event id.
+
+    ``mode`` says why (``new``, ``retry``, ``replay``: see ``runs.CLAIMABLE``), which decides
+    which of the runs it may take.
+    """
     registration = runtime.registry.get(handler)
     if registration is None:
         raise HandlerMissing(f"handler {handler} is not registered in this worker")
     deliveries = load_deliveries(runtime, event_ids)
-    return {event_id: run_one(runtime, registration, deliveries.get(event_id)) if event_id in deliveries else "unknown" for event_id in event_ids}
+    return {event_id: run_one(runtime, registration, deliveries.get(event_id), mode) for event_id in event_ids}
 
 
-def run_one(runtime: WorkerRuntime, registration: Registration, delivery: Delivery | None) -> str:
+def run_one(runtime: WorkerRuntime, registration: Registration, delivery: Delivery | None, mode: str = "new") -> str:
     """Claim, run under the time limit, and record one handler's run on one event."""
     if delivery is None or delivery.event is None:
         return "unknown"
     event = delivery.event
     policy = policy_for(runtime, registration)
-    token = runs.claim(runtime.engine, event.id, registration.name, lease_seconds=policy.timeout + 60)
+    token = runs.claim(runtime.engine, event.id, registration.name, lease_seconds=policy.timeout + 60, mode=mode)
     if token is None:
         return "not claimable"  # done, discarded, or running elsewhere
     try:
@@ -224,7 +228,7 @@ def _record_failure(runtime: WorkerRuntime, registration: Registration, policy: 
         runtime.redis.delete(seen_key(event_id))
         return runs.FAILED
     log.warning("handler %s on event %s failed (attempt %d of %d), retry at %s: %s", registration.name, event_id, attempt, policy.attempts, retry_at.isoformat(timespec="seconds"), error)
-    runtime.queue.enqueue_at(retry_at, RUN_HANDLER, registration.name, [event_id], job_timeout=int(policy.timeout) + 60)
+    runtime.queue.enqueue_at(retry_at, RUN_HANDLER, registration.name, [event_id], "retry", job_timeout=int(policy.timeout) + 60)
     return runs.RETRYING
 
 

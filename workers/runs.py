@@ -27,8 +27,14 @@ RETRYING = "retrying"
 FAILED = "failed"
 SKIPPED = "skipped"
 DISCARDED = "discarded"
-CLAIMABLE = (PENDING, RETRYING, FAILED)
 DONE = (SUCCEEDED, SKIPPED, DISCARDED)
+# Which runs a job may take, by why it runs. A run left "running" by a dead worker (its lease
+# passed) may be taken by any of them.
+CLAIMABLE = {
+    "new": (PENDING, FAILED),  # a batch's follow-up job; FAILED: a redelivery re-runs what failed
+    "retry": (RETRYING,),  # the scheduled next attempt
+    "replay": (FAILED,),  # an operator's replay from the failed list
+}
 
 _INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
@@ -38,9 +44,9 @@ def now_for(session_or_engine: Session | Engine) -> datetime:
     return db_time(datetime.now(UTC), bind.dialect.name)
 
 
-def _claimable(now: datetime):  # noqa: ANN202 - a SQL condition
+def _claimable(now: datetime, statuses: Sequence[str]):  # noqa: ANN202 - a SQL condition
     return or_(
-        HandlerRun.status.in_(CLAIMABLE),
+        HandlerRun.status.in_(statuses),
         and_(HandlerRun.status == RUNNING, HandlerRun.lease_until < now),
     )
 
@@ -82,19 +88,19 @@ def claim_batch(session: Session, handler: str, event_ids: Sequence[str]) -> set
             "lease_until": None,
             "updated_at": now,
         },
-        where=_claimable(now),
+        where=_claimable(now, (PENDING, RETRYING, FAILED)),
     ).returning(HandlerRun.event_id)
     return set(session.scalars(statement))
 
 
-def claim(engine: Engine, event_id: str, handler: str, lease_seconds: float) -> str | None:
+def claim(engine: Engine, event_id: str, handler: str, lease_seconds: float, mode: str = "new") -> str | None:
     """Take the run for this worker, in a transaction of its own; the lease token, or None."""
     token = uuid.uuid4().hex
     now = now_for(engine)
     with Session(engine) as session, session.begin():
         result = session.execute(
             update(HandlerRun)
-            .where(HandlerRun.event_id == event_id, HandlerRun.handler == handler, _claimable(now))
+            .where(HandlerRun.event_id == event_id, HandlerRun.handler == handler, _claimable(now, CLAIMABLE[mode]))
             .values(
                 status=RUNNING,
                 lease_token=token,

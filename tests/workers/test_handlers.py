@@ -1,0 +1,209 @@
+"""Custom handlers: isolation, retries, timeouts, the failed list, ordering, concurrency."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import types
+
+import pytest
+import redis
+import sqlalchemy
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from config import Settings
+from config.job_contract import seen_key
+from receiver.delivery_queue import DeliveryQueue, Enqueued
+from tests.events import event_body
+from tests.workers.conftest import MakeRuntime, deliver, ledger_row, run_row, statuses
+from workers import processing
+from workers.discovery import HandlerLoadError, load_registry
+from workers.events import Event
+from workers.handlers import DoNotRetry, handler
+from workers.models import MirroredRecord
+from workers.registry import HandlerRegistry, default_registry
+
+
+def registry_of(**handlers: tuple) -> HandlerRegistry:
+    registry = default_registry()
+    for name, (function, options) in handlers.items():
+        registry.register(function, name=name, **options)
+    return registry
+
+
+def mirrored_ids(engine: sqlalchemy.Engine) -> set[str]:
+    with Session(engine) as session:
+        return set(session.scalars(select(MirroredRecord.event_id)))
+
+
+def test_a_failing_handler_does_not_touch_the_mirror_or_the_others(make_runtime: MakeRuntime, engine: sqlalchemy.Engine) -> None:
+    seen: list[str] = []
+
+    def broken(event: Event, session: Session) -> None:
+        raise RuntimeError("crm is down")
+
+    runtime = make_runtime(registry_of(broken=(broken, {}), fine=(lambda event, session: seen.append(event.id), {})), handler_attempts=3)
+    deliver(runtime, ("evt_1", event_body("evt_1")))
+    assert mirrored_ids(engine) == {"evt_1"}
+    assert seen == ["evt_1"]
+    assert statuses(engine, "fine") == {"evt_1": "succeeded"}
+    run = run_row(engine, "evt_1", "broken")
+    assert (run.status, run.attempts) == ("retrying", 1) and "RuntimeError: crm is down" in run.last_error
+    assert ledger_row(engine, "evt_1").status == "pending"
+    [retry] = runtime.queue.scheduled_job_registry.get_job_ids()  # the next attempt, with back-off
+    assert runtime.queue.fetch_job(retry).args == ("broken", ["evt_1"], "retry")
+
+
+def test_retries_until_the_last_attempt_then_the_failed_list(make_runtime: MakeRuntime, engine: sqlalchemy.Engine, redis_client: redis.Redis) -> None:
+    calls: list[str] = []
+
+    def flaky(event: Event, session: Session) -> None:
+        calls.append(event.id)
+        if len(calls) < 3:
+            raise ConnectionError(f"attempt {len(calls)} failed")
+        session.execute(text("UPDATE aiwyn_records SET attributes = '{\"touched\": true}'"))  # its write commits with its run
+
+    def hopeless(event: Event, session: Session) -> None:
+        raise ValueError("never works")
+
+    runtime = make_runtime(registry_of(flaky=(flaky, {}), hopeless=(hopeless, {"attempts": 2})), handler_attempts=4)
+    redis_client.set(seen_key("evt_1"), "1")
+    deliver(runtime, ("evt_1", event_body("evt_1")))
+    for _ in range(3):  # what the scheduled retry jobs do
+        for name in ("flaky", "hopeless"):
+            processing.run_handler(runtime, name, ["evt_1"], "retry")
+    flaky_run, hopeless_run = run_row(engine, "evt_1", "flaky"), run_row(engine, "evt_1", "hopeless")
+    assert (flaky_run.status, flaky_run.attempts, flaky_run.last_error) == ("succeeded", 3, None)
+    assert (hopeless_run.status, hopeless_run.attempts) == ("failed", 2) and "never works" in hopeless_run.last_error
+    assert calls == ["evt_1"] * 3
+    with Session(engine) as session:
+        assert session.scalars(select(MirroredRecord.attributes)).one() == {"touched": True}
+    assert ledger_row(engine, "evt_1").status == "failed"
+    assert redis_client.get(seen_key("evt_1")) is None  # a redelivery will be queued again
+
+
+def test_do_not_retry_fails_at_once(make_runtime: MakeRuntime, engine: sqlalchemy.Engine) -> None:
+    def refuses(event: Event, session: Session) -> None:
+        raise DoNotRetry("client has no CRM id")
+
+    runtime = make_runtime(registry_of(refuses=(refuses, {})), handler_attempts=5)
+    deliver(runtime, ("evt_1", event_body("evt_1")))
+    run = run_row(engine, "evt_1", "refuses")
+    assert (run.status, run.attempts) == ("failed", 1) and "client has no CRM id" in run.last_error
+    assert runtime.queue.scheduled_job_registry.count == 0
+
+
+def test_a_hanging_handler_is_stopped_at_its_timeout(make_runtime: MakeRuntime, engine: sqlalchemy.Engine) -> None:
+    def hangs(event: Event, session: Session) -> None:
+        time.sleep(30)
+
+    runtime = make_runtime(registry_of(hangs=(hangs, {"timeout": 0.5})))
+    started = time.monotonic()
+    deliver(runtime, ("evt_1", event_body("evt_1")), ("evt_2", event_body("evt_2", record_id="rec_2")))
+    assert time.monotonic() - started < 5  # two events, each stopped after half a second
+    assert statuses(engine, "hangs") == {"evt_1": "retrying", "evt_2": "retrying"}
+    assert "timed out after 0.5 s" in run_row(engine, "evt_1", "hangs").last_error
+    assert mirrored_ids(engine) == {"evt_1", "evt_2"}
+
+
+def test_a_redelivery_re_runs_only_the_failed_handler(make_runtime: MakeRuntime, settings: Settings, engine: sqlalchemy.Engine, redis_client: redis.Redis) -> None:
+    calls: list[str] = []
+    fixed = threading.Event()
+
+    def counted(event: Event, session: Session) -> None:
+        calls.append("counted")
+
+    def until_fixed(event: Event, session: Session) -> None:
+        calls.append("until_fixed")
+        if not fixed.is_set():
+            raise DoNotRetry("not yet")
+
+    runtime = make_runtime(registry_of(counted=(counted, {}), until_fixed=(until_fixed, {})))
+    receiver = DeliveryQueue(settings, redis_client)
+    body = event_body("evt_1")
+    assert receiver.enqueue("evt_1", "sub_1", body) is Enqueued.QUEUED
+    deliver(runtime, ("evt_1", body))
+    assert ledger_row(engine, "evt_1").status == "failed"
+    fixed.set()
+    assert receiver.enqueue("evt_1", "sub_1", body) is Enqueued.QUEUED  # not swallowed by deduplication
+    deliver(runtime, ("evt_1", body))
+    assert calls == ["counted", "until_fixed", "until_fixed"]
+    assert run_row(engine, "evt_1", "mirror").attempts == 1
+    assert ledger_row(engine, "evt_1").status == "processed"
+
+
+def test_two_workers_never_run_one_handler_twice(make_runtime: MakeRuntime, engine: sqlalchemy.Engine) -> None:
+    calls: list[str] = []
+
+    def slow(event: Event, session: Session) -> None:
+        time.sleep(0.3)
+        calls.append(event.id)
+
+    runtime = make_runtime(registry_of(slow=(slow, {})))
+    processing.process_batch(runtime, [("evt_1", "sub_1", event_body("evt_1"))])
+    outcomes: list[dict[str, str]] = []
+    threads = [threading.Thread(target=lambda: outcomes.append(processing.run_handler(runtime, "slow", ["evt_1"]))) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert calls == ["evt_1"]
+    assert sorted(o["evt_1"] for o in outcomes) == ["not claimable", "succeeded"]
+
+
+def test_an_ordered_handler_skips_changes_older_than_what_it_has_seen(make_runtime: MakeRuntime, engine: sqlalchemy.Engine) -> None:
+    seen: list[int] = []
+    runtime = make_runtime(registry_of(ordered=(lambda event, session: seen.append(event.record.version), {"ordered": True})))
+    for version in (1, 3, 2, 4):
+        deliver(runtime, (f"evt_{version}", event_body(f"evt_{version}", version=version)))
+    assert seen == [1, 3, 4]
+    assert statuses(engine, "ordered")["evt_2"] == "skipped"
+    assert ledger_row(engine, "evt_2").status == "processed"
+
+
+def test_handlers_match_entity_types_and_operations(make_runtime: MakeRuntime) -> None:
+    seen: list[str] = []
+    runtime = make_runtime(registry_of(clients=(lambda e, s: seen.append(e.id), {"entity_types": "client", "operations": ["CREATE", "UPDATE"]})))
+    deliver(
+        runtime,
+        ("evt_1", event_body("evt_1", operation="CREATE")),
+        ("evt_2", event_body("evt_2", operation="DELETE", record_id="rec_2")),
+        ("evt_3", event_body("evt_3", entity_type="contact", record_id="rec_3")),
+    )
+    assert seen == ["evt_1"]
+
+
+def test_handlers_are_found_from_the_setting_and_labelled_with_the_decorator(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    module = types.ModuleType("my_handlers")
+
+    @handler("client", ["CREATE", "UPDATE"], timeout=3, attempts=2)
+    def notify(event: Event, session: Session) -> None: ...
+
+    @handler(name="audit", ordered=True)
+    class Audit:
+        def handle(self, event: Event, session: Session) -> None: ...
+
+    for value in (notify, Audit):
+        value.__module__, value.__qualname__ = "my_handlers", value.__name__  # as if defined in that module
+        setattr(module, value.__name__, value)
+    module.handler = handler  # imported names without a label are ignored
+    monkeypatch.setitem(sys.modules, "my_handlers", module)
+    registry = load_registry(replace_settings(settings, handler_modules=("my_handlers",)), use_entry_points=False)
+    assert [r.name for r in registry] == ["mirror", "my_handlers.notify", "audit"]
+    notify_registration = registry.get("my_handlers.notify")
+    assert (notify_registration.entity_types, notify_registration.operations) == ({"client"}, {"CREATE", "UPDATE"})
+    assert (notify_registration.timeout, notify_registration.attempts) == (3, 2)
+    assert registry.get("audit").ordered
+
+
+def test_a_handler_module_that_fails_to_import_stops_the_start(settings: Settings) -> None:
+    with pytest.raises(HandlerLoadError, match=r"module no_such_module_here .*ModuleNotFoundError"):
+        load_registry(replace_settings(settings, handler_modules=("no_such_module_here",)), use_entry_points=False)
+
+
+def replace_settings(settings: Settings, **changes: object) -> Settings:
+    from dataclasses import replace
+
+    return replace(settings, **changes)
