@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import UTC, datetime
+from typing import Any
 
 import click
 import redis
@@ -12,6 +14,7 @@ import sqlalchemy
 from config import Settings, SettingsError, load_settings
 from config.logs import configure_logging
 from workers.discovery import HandlerLoadError
+from workers.failed import Filter, discard, find, replay
 from workers.migrate import upgrade
 from workers.models import MirroredRecord
 from workers.registry import HandlerRegistry, default_registry
@@ -83,6 +86,102 @@ def records(entity_type: str | None, limit: int) -> None:
         click.echo(f"{row.entity_type:12} {row.record_id:20} v{row.version} {state:7} {json.dumps(row.attributes, sort_keys=True)}")
     if not rows:
         click.echo("the mirror is empty")
+
+
+@cli.group()
+def failed() -> None:
+    """The failed list: handler runs that gave up. Replay them once the cause is fixed."""
+
+
+def _filters(function):  # noqa: ANN001, ANN202 - a click decorator
+    for option in reversed(
+        [
+            click.option("--handler", help="Only this handler."),
+            click.option("--type", "entity_type", help="Only events of this entity type."),
+            click.option("--since", type=click.DateTime(_TIME_FORMATS), help="Only runs that failed at or after this UTC time."),
+            click.option("--until", type=click.DateTime(_TIME_FORMATS), help="Only runs that failed before this UTC time."),
+        ]
+    ):
+        function = option(function)
+    return function
+
+
+_TIME_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]
+
+
+def _filter(event_ids: tuple[str, ...], handler: str | None, entity_type: str | None, since: datetime | None, until: datetime | None) -> Filter:
+    utc = [moment.replace(tzinfo=UTC) if moment else None for moment in (since, until)]
+    return Filter(event_ids, handler, entity_type, *utc)
+
+
+@failed.command("list")
+@_filters
+@click.option("--limit", default=100, show_default=True, help="At most this many runs, oldest first.")
+def failed_list(handler: str | None, entity_type: str | None, since: datetime | None, until: datetime | None, limit: int) -> None:
+    """List failed runs: when, event, handler, attempts, error."""
+    engine = start_runtime(_settings(), default_registry()).engine
+    found = find(engine, _filter((), handler, entity_type, since, until), limit)
+    for run in found:
+        error = (run.last_error or "worker died during the run").splitlines()[0][:100]
+        click.echo(f"{run.updated_at:%Y-%m-%d %H:%M:%S}  {run.event_id:24} {run.handler:24} {run.entity_type or '?':12} x{run.attempts}  {error}")
+    click.echo(f"{len(found)} failed run(s)" + (" (limit reached)" if len(found) == limit else ""), err=True)
+
+
+@failed.command("show")
+@click.argument("event_id")
+@click.option("--handler", help="Only this handler's run.")
+def failed_show(event_id: str, handler: str | None) -> None:
+    """Show an event's failed runs with the full error and the event's payload."""
+    engine = start_runtime(_settings(), default_registry()).engine
+    found = find(engine, Filter((event_id,), handler))
+    if not found:
+        raise click.ClickException(f"no failed run for event {event_id}" + (f" and handler {handler}" if handler else ""))
+    for run in found:
+        click.echo(f"event:    {run.event_id} ({run.entity_type} {run.operation} {run.record_id})")
+        click.echo(f"handler:  {run.handler}  status: {run.status}  attempts: {run.attempts}  last: {run.updated_at:%Y-%m-%d %H:%M:%S}")
+        click.echo(f"error:    {run.last_error or 'worker died during the run'}")
+    click.echo("payload:")
+    click.echo(json.dumps(json.loads(found[0].payload), indent=2, sort_keys=True))
+
+
+def _selected(event_ids: tuple[str, ...], every: bool, **filters: Any) -> Filter:
+    which = _filter(event_ids, **filters)
+    if which.is_empty and not every:
+        raise click.UsageError("name event ids, give a filter, or say --all")
+    return which
+
+
+@failed.command("replay")
+@click.argument("event_ids", nargs=-1)
+@_filters
+@click.option("--all", "every", is_flag=True, help="Every failed run.")
+def failed_replay(event_ids: tuple[str, ...], every: bool, **filters: Any) -> None:
+    """Run the failed handlers again on their events, in this process, with a progress bar."""
+    settings = _settings()
+    runtime = _runtime(settings)
+    found = find(runtime.engine, _selected(event_ids, every, **filters))
+    if not found:
+        click.echo("nothing to replay")
+        return
+    with click.progressbar(length=len(found), label="replaying", file=sys.stderr) as bar:
+        outcomes = replay(runtime, found, progress=lambda run: bar.update(1))
+    click.echo(", ".join(f"{count} {outcome}" for outcome, count in sorted(outcomes.items())))
+    if set(outcomes) - {"succeeded", "skipped"}:
+        sys.exit(1)
+
+
+@failed.command("discard")
+@click.argument("event_ids", nargs=-1)
+@_filters
+@click.option("--all", "every", is_flag=True, help="Every failed run.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def failed_discard(event_ids: tuple[str, ...], every: bool, yes: bool, **filters: Any) -> None:
+    """Drop failed runs from the list for good (their events then count as processed)."""
+    engine = start_runtime(_settings(), default_registry()).engine
+    found = find(engine, _selected(event_ids, every, **filters))
+    if found and not yes:
+        click.confirm(f"discard {len(found)} failed run(s)?", abort=True)
+    click.echo(f"discarded {discard(engine, found)} run(s)")
 
 
 def main() -> None:

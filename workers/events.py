@@ -51,11 +51,12 @@ def parse_time(value: Any) -> datetime:
     return parsed.astimezone(UTC)
 
 
-def _frozen(value: Any) -> Any:
+def frozen(value: Any) -> Any:
+    """Read-only copies, so that a handler cannot change what the next handler sees."""
     if isinstance(value, dict):
-        return MappingProxyType({k: _frozen(v) for k, v in value.items()})
+        return MappingProxyType({k: frozen(v) for k, v in value.items()})
     if isinstance(value, list):
-        return tuple(_frozen(v) for v in value)
+        return tuple(frozen(v) for v in value)
     return value
 
 
@@ -98,8 +99,8 @@ def parse_event(body: bytes, event_id: str, subscription_id: str) -> Event:
             version=version,
             # A DELETE is a soft delete whatever the record says.
             active=False if operation == "DELETE" else bool(record.get("active", True)),
-            system_ref=_frozen(system_ref),
-            attributes=_frozen(attributes),
+            system_ref=frozen(system_ref),
+            attributes=frozen(attributes),
         ),
     )
 

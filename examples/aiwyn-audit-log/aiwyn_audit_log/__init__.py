@@ -1,0 +1,1 @@
+"""An example handler package for the Aiwyn webhook receiver."""
