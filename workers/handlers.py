@@ -20,8 +20,9 @@ from typing import Any, TypeVar
 
 from workers.events import Event, Record
 from workers.registry import ANY
+from workers.timeouts import HandlerTimeout
 
-__all__ = ["ANY", "DoNotRetry", "Event", "HandlerSpec", "Record", "handler"]
+__all__ = ["ANY", "DoNotRetry", "Event", "HandlerSpec", "HandlerTimeout", "Record", "handler"]
 
 SPEC_ATTRIBUTE = "__aiwyn_handler__"
 T = TypeVar("T")
