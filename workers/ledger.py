@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from workers.database import dialect_insert, execute_many
 from workers.events import Event
 from workers.mirror import db_time
 from workers.models import LedgerEntry
@@ -24,9 +24,6 @@ PENDING = "pending"
 PROCESSED = "processed"
 FAILED = "failed"
 INVALID = "invalid"
-
-_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
-
 
 @dataclass(frozen=True)
 class Delivery:
@@ -69,5 +66,6 @@ def record(session: Session, deliveries: Sequence[Delivery], status_of: dict[str
                 "occurred_at": db_time(event.occurred_at, dialect) if event else None,
             }
         )
-    statement = _INSERTS[dialect](LedgerEntry).values(rows).on_conflict_do_nothing(index_elements=["event_id"])
-    return set(session.scalars(statement.returning(LedgerEntry.event_id)))
+    table = LedgerEntry.__table__
+    statement = dialect_insert(session, table).on_conflict_do_nothing(index_elements=["event_id"]).returning(table.c.event_id)
+    return set(execute_many(session, statement, rows).scalars())

@@ -13,13 +13,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import and_, not_, or_
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from workers.database import dialect_insert, execute_many
 from workers.events import Event, plain
 from workers.models import MirroredRecord
-
-_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
 def db_time(moment: datetime, dialect: str) -> datetime:
@@ -75,10 +73,6 @@ def mirror_records(events: Sequence[Event], session: Session) -> None:
     if not events:
         return
     dialect = session.get_bind().dialect.name
-    try:
-        insert = _INSERTS[dialect]
-    except KeyError:
-        raise NotImplementedError(f"the mirror supports SQLite and PostgreSQL, not {dialect}") from None
     newest: dict[tuple[str, str], Event] = {}
     for event in events:
         key = (event.entity_type, event.record.id)
@@ -86,14 +80,14 @@ def mirror_records(events: Sequence[Event], session: Session) -> None:
             newest[key] = event
     now = datetime.now(UTC)
     rows = [_row(newest[key], dialect, now) for key in sorted(newest)]
-    statement = insert(MirroredRecord).values(rows)
     table = MirroredRecord.__table__
+    statement = dialect_insert(session, table)
     statement = statement.on_conflict_do_update(
         index_elements=[table.c.entity_type, table.c.record_id],
         set_={key: statement.excluded[key] for key in rows[0] if key not in ("entity_type", "record_id")},
         where=newer_than(statement.excluded, table.c),
     )
-    session.execute(statement)
+    execute_many(session, statement, rows)
 
 
 def mirror_record(event: Event, session: Session) -> None:

@@ -10,20 +10,18 @@ is given in order, but not necessarily every change (a late one is skipped, not 
 
 from __future__ import annotations
 
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from workers.database import dialect_insert
 from workers.events import Event
 from workers.mirror import db_time, newer_than
 from workers.models import HandlerCursor
-
-_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
 def advance_cursor(session: Session, handler: str, event: Event) -> bool:
     """Move the handler's cursor of this record to ``event``; False when the event is older."""
     dialect = session.get_bind().dialect.name
-    statement = _INSERTS[dialect](HandlerCursor).values(
+    statement = dialect_insert(session, HandlerCursor.__table__).values(
         handler=handler,
         entity_type=event.entity_type,
         record_id=event.record.id,

@@ -122,17 +122,26 @@ def _commit(runtime: WorkerRuntime, deliveries: Sequence[Delivery]) -> FollowUps
 
 
 def _commit_failure(runtime: WorkerRuntime, delivery: Delivery, exc: SQLAlchemyError) -> FollowUps:
-    """One event the batch handlers cannot apply: ledger it as failed, retry those handlers later."""
+    """One event the batch handlers cannot apply: ledger it as failed and retry its handlers on
+    their own; if even its ledger row cannot be stored, keep its payload as invalid."""
     error = _describe(exc)
     log.error("event %s: the batch handlers failed: %s", delivery.event_id, error)
     follow_ups = FollowUps()
-    with Session(runtime.engine) as session, session.begin():
-        ledger.record(session, [delivery], {delivery.event_id: ledger.FAILED}, {delivery.event_id: error})
-        if delivery.event is not None:
-            runs.add_pending(session, ((delivery.event_id, r.name) for r in runtime.registry.handlers_for(delivery.event)))
-            for registration in runtime.registry.handlers_for(delivery.event):
-                follow_ups.add(registration.name, delivery.event_id)
-        runs.settle(session, [delivery.event_id])
+    handlers = runtime.registry.handlers_for(delivery.event) if delivery.event else []
+    try:
+        with Session(runtime.engine) as session, session.begin():
+            ledger.record(session, [delivery], {delivery.event_id: ledger.FAILED}, {delivery.event_id: error})
+            runs.add_pending(session, ((delivery.event_id, r.name) for r in handlers))
+            runs.settle(session, [delivery.event_id])
+    except SQLAlchemyError as again:
+        if is_outage(again):
+            raise
+        unusable = Delivery(delivery.event_id, delivery.subscription_id, delivery.body, None, f"cannot be stored: {error}")
+        with Session(runtime.engine) as session, session.begin():
+            ledger.record(session, [unusable], {delivery.event_id: ledger.INVALID})
+        return follow_ups
+    for registration in handlers:
+        follow_ups.add(registration.name, delivery.event_id)
     return follow_ups
 
 

@@ -14,9 +14,9 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, and_, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from workers.database import dialect_insert, execute_many
 from workers.mirror import db_time
 from workers.models import HandlerRun, LedgerEntry
 
@@ -36,17 +36,15 @@ CLAIMABLE = {
     "replay": (FAILED,),  # an operator's replay from the failed list
 }
 
-_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
-
-
 def now_for(session_or_engine: Session | Engine) -> datetime:
     bind = session_or_engine.get_bind() if isinstance(session_or_engine, Session) else session_or_engine
     return db_time(datetime.now(UTC), bind.dialect.name)
 
 
 def _claimable(now: datetime, statuses: Sequence[str]):  # noqa: ANN202 - a SQL condition
+    # Equalities, not IN: an IN list is an "expanding" parameter, which executemany refuses.
     return or_(
-        HandlerRun.status.in_(statuses),
+        *(HandlerRun.status == status for status in statuses),
         and_(HandlerRun.status == RUNNING, HandlerRun.lease_until < now),
     )
 
@@ -59,8 +57,8 @@ def add_pending(session: Session, pairs: Iterable[tuple[str, str]]) -> None:
         for e, h in sorted(set(pairs))
     ]
     if rows:
-        insert = _INSERTS[session.get_bind().dialect.name]
-        session.execute(insert(HandlerRun).values(rows).on_conflict_do_nothing(index_elements=["event_id", "handler"]))
+        statement = dialect_insert(session, HandlerRun.__table__).on_conflict_do_nothing(index_elements=["event_id", "handler"])
+        execute_many(session, statement, rows)
 
 
 def claim_batch(session: Session, handler: str, event_ids: Sequence[str]) -> set[str]:
@@ -72,12 +70,12 @@ def claim_batch(session: Session, handler: str, event_ids: Sequence[str]) -> set
     if not event_ids:
         return set()
     now = now_for(session)
-    insert = _INSERTS[session.get_bind().dialect.name]
     rows = [
         {"event_id": e, "handler": handler, "status": SUCCEEDED, "attempts": 1, "created_at": now, "updated_at": now}
         for e in sorted(set(event_ids))
     ]
-    statement = insert(HandlerRun).values(rows)
+    table = HandlerRun.__table__
+    statement = dialect_insert(session, table)
     statement = statement.on_conflict_do_update(
         index_elements=["event_id", "handler"],
         set_={
@@ -89,8 +87,8 @@ def claim_batch(session: Session, handler: str, event_ids: Sequence[str]) -> set
             "updated_at": now,
         },
         where=_claimable(now, (PENDING, RETRYING, FAILED)),
-    ).returning(HandlerRun.event_id)
-    return set(session.scalars(statement))
+    ).returning(table.c.event_id)
+    return set(execute_many(session, statement, rows).scalars())
 
 
 def claim(engine: Engine, event_id: str, handler: str, lease_seconds: float, mode: str = "new") -> str | None:

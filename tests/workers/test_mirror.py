@@ -11,7 +11,10 @@ from sqlalchemy.orm import Session
 
 from tests.events import event_body
 from tests.workers.conftest import MakeRuntime, deliver, ledger_row, run_row
+from workers.events import Event
+from workers.mirror import mirror_record
 from workers.models import HandlerRun, MirroredRecord
+from workers.registry import HandlerRegistry
 from workers.runtime import WorkerRuntime
 
 
@@ -134,3 +137,28 @@ def test_an_invalid_event_is_kept_with_its_reason_and_not_retried(make_runtime: 
     assert follow_ups.runs == {}
     assert run_row(engine, "evt_bad", "mirror") is None
     assert mirrored(engine).event_id == "evt_good"  # the rest of the batch is unaffected
+
+
+def test_a_clean_batch_is_one_transaction(make_runtime: MakeRuntime, engine: sqlalchemy.Engine, caplog: pytest.LogCaptureFixture) -> None:
+    runtime = make_runtime()
+    deliver(runtime, *[(f"evt_{i}", event_body(f"evt_{i}", record_id=f"rec_{i}")) for i in range(20)])
+    assert not [m for m in caplog.messages if "one by one" in m]
+
+
+def test_an_event_that_breaks_the_batch_is_isolated_and_retried(make_runtime: MakeRuntime, engine: sqlalchemy.Engine) -> None:
+    def poisoned(event: Event, session: Session) -> None:
+        if event.id == "evt_poison":
+            raise sqlalchemy.exc.IntegrityError("INSERT ...", {}, Exception("value too long"))
+        mirror_record(event, session)
+
+    registry = HandlerRegistry()
+    registry.register(poisoned, name="mirror", batch_handler=lambda events, session: [poisoned(e, session) for e in events])
+    runtime = make_runtime(registry)
+    follow_ups = deliver(runtime, *[(f"evt_{i}", event_body(f"evt_{i}", record_id=f"rec_{i}")) for i in range(5)], ("evt_poison", event_body("evt_poison", record_id="rec_p")))
+    with Session(engine) as session:
+        assert set(session.scalars(select(MirroredRecord.event_id))) == {f"evt_{i}" for i in range(5)}
+    assert follow_ups.runs == {"mirror": ["evt_poison"]}
+    entry = ledger_row(engine, "evt_poison")
+    assert entry.status == "pending" and "value too long" in entry.last_error
+    run = run_row(engine, "evt_poison", "mirror")
+    assert (run.status, run.attempts) == ("retrying", 1) and "value too long" in run.last_error
