@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from dataclasses import replace
 
@@ -11,8 +13,10 @@ from rq.job import JobStatus
 from sqlalchemy.orm import Session
 
 from config import Settings
-from config.job_contract import deliveries_key
+from config.job_contract import deliveries_key, wake_key
+from devstack.services import ROOT
 from receiver.delivery_queue import DeliveryQueue, Enqueued
+from tests.e2e.stack import base_env
 from tests.events import event_body
 from tests.workers.conftest import MakeRuntime
 from workers.models import MirroredRecord
@@ -61,3 +65,20 @@ def test_a_database_outage_retries_the_job_and_loses_nothing(make_runtime: MakeR
     assert job.get_status() == JobStatus.FINISHED and job.return_value() == 5
     assert sorted(mirrored(engine)) == [f"rec_{i}" for i in range(5)]
     assert redis_client.keys("aiwyn:*:batch:*") == []
+
+
+def test_a_lost_wake_up_is_made_good_by_the_workers_sweep(make_runtime: MakeRuntime, settings: Settings, redis_client: redis.Redis, engine: sqlalchemy.Engine) -> None:
+    runtime = make_runtime()
+    DeliveryQueue(settings, redis_client).enqueue("evt_1", "sub_1", event_body("evt_1"))
+    # The receiver died between storing the delivery and queueing the drain job; the wake-up flag expired.
+    runtime.queue.empty()
+    redis_client.delete(wake_key(settings.queue_name))
+    DrainWorker([runtime.queue], connection=redis_client, runtime=runtime).work(burst=True)
+    assert mirrored(engine) == {"rec_1": "evt_1"}
+
+
+def test_a_worker_does_not_start_when_a_handler_module_is_broken(settings: Settings, database_url: str) -> None:
+    env = base_env() | {"REDIS_URL": settings.redis_url, "DATABASE_URL": database_url, "AIWYN_RECEIVER_HANDLER_MODULES": "tests.no_such_handlers"}
+    result = subprocess.run([sys.executable, "-m", "workers", "work", "--burst"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "handler module tests.no_such_handlers (AIWYN_RECEIVER_HANDLER_MODULES) failed to import: ModuleNotFoundError" in result.stderr
