@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 
 from config.job_contract import wake_key
-from workers import processing
+from workers import processing, shutdown
 from workers.runtime import current_runtime
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ def drain_deliveries(queue_name: str) -> int:
             raise
         runtime.batches.release(batch)
         done += len(batch.deliveries)
-        if time.monotonic() > deadline:
+        if time.monotonic() > deadline or shutdown.stopping.is_set():
             runtime.batches.wake_if_needed()
             break
     if done:

@@ -20,7 +20,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from config.job_contract import seen_key
-from workers import ledger, runs
+from workers import ledger, runs, shutdown
 from workers.events import InvalidEvent, parse_event
 from workers.handlers import DoNotRetry
 from workers.ledger import Delivery
@@ -191,7 +191,15 @@ def run_handler(runtime: WorkerRuntime, handler: str, event_ids: Sequence[str], 
     if registration is None:
         raise HandlerMissing(f"handler {handler} is not registered in this worker")
     deliveries = load_deliveries(runtime, event_ids)
-    return {event_id: run_one(runtime, registration, deliveries.get(event_id), mode) for event_id in event_ids}
+    outcomes: dict[str, str] = {}
+    for position, event_id in enumerate(event_ids):
+        if shutdown.stopping.is_set():
+            rest = list(event_ids[position:])
+            _enqueue_runs(runtime, handler, rest, mode)
+            log.info("stopping: %d event(s) of handler %s handed to another job", len(rest), handler)
+            break
+        outcomes[event_id] = run_one(runtime, registration, deliveries.get(event_id), mode)
+    return outcomes
 
 
 def run_one(runtime: WorkerRuntime, registration: Registration, delivery: Delivery | None, mode: str = "new") -> str:
@@ -241,15 +249,19 @@ def _record_failure(runtime: WorkerRuntime, registration: Registration, policy: 
     return runs.RETRYING
 
 
+def _enqueue_runs(runtime: WorkerRuntime, handler: str, event_ids: list[str], mode: str = "new") -> None:
+    registration = runtime.registry.get(handler)
+    timeout = policy_for(runtime, registration).timeout if registration else runtime.settings.handler_timeout
+    runtime.queue.enqueue_call(
+        RUN_HANDLER,
+        args=(handler, event_ids, mode),
+        timeout=int(len(event_ids) * (timeout + 5)) + 60,
+        retry=runtime.job_retry,
+        description=f"handler {handler} on {len(event_ids)} event(s)",
+    )
+
+
 def enqueue_follow_ups(runtime: WorkerRuntime, follow_ups: FollowUps) -> None:
     """One RQ job per handler and batch: RQ's bookkeeping is paid per batch, not per event."""
     for handler, event_ids in follow_ups.runs.items():
-        registration = runtime.registry.get(handler)
-        timeout = policy_for(runtime, registration).timeout if registration else runtime.settings.handler_timeout
-        runtime.queue.enqueue_call(
-            RUN_HANDLER,
-            args=(handler, event_ids),
-            timeout=int(len(event_ids) * (timeout + 5)) + 60,
-            retry=runtime.job_retry,
-            description=f"handler {handler} on {len(event_ids)} event(s)",
-        )
+        _enqueue_runs(runtime, handler, event_ids)

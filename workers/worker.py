@@ -7,6 +7,7 @@ from typing import Any
 import redis
 from rq import SimpleWorker
 
+from workers import shutdown
 from workers.runtime import WorkerRuntime
 
 # RQ heartbeats once per dequeue timeout (ttl - 15 s): with 20 s, an idle worker looks for
@@ -21,6 +22,10 @@ class DrainWorker(SimpleWorker):
     def __init__(self, *args: Any, runtime: WorkerRuntime, **kwargs: Any) -> None:
         super().__init__(*args, worker_ttl=WORKER_TTL, **kwargs)
         self._runtime = runtime
+
+    def request_stop(self, signum: int, frame: Any) -> None:
+        shutdown.stopping.set()
+        super().request_stop(signum, frame)
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
         super().heartbeat(timeout, pipeline)

@@ -18,7 +18,7 @@ from config.job_contract import seen_key
 from receiver.delivery_queue import DeliveryQueue, Enqueued
 from tests.events import event_body
 from tests.workers.conftest import MakeRuntime, deliver, ledger_row, run_row, statuses
-from workers import processing
+from workers import processing, shutdown
 from workers.discovery import HandlerLoadError, load_registry
 from workers.events import Event
 from workers.handlers import DoNotRetry, handler
@@ -207,3 +207,19 @@ def replace_settings(settings: Settings, **changes: object) -> Settings:
     from dataclasses import replace
 
     return replace(settings, **changes)
+
+
+def test_a_stop_request_hands_the_rest_of_a_handler_job_over(make_runtime: MakeRuntime, engine: sqlalchemy.Engine) -> None:
+    def slow(event: Event, session: Session) -> None:
+        shutdown.stopping.set()  # SIGTERM arrives while the first event is handled
+
+    runtime = make_runtime(registry_of(slow=(slow, {})))
+    try:
+        follow_ups = deliver(runtime, *[(f"evt_{i}", event_body(f"evt_{i}", record_id=f"rec_{i}")) for i in range(3)], run_follow_ups=False)
+        outcomes = processing.run_handler(runtime, "slow", follow_ups.runs["slow"])
+    finally:
+        shutdown.stopping.clear()
+    assert outcomes == {"evt_0": "succeeded"}
+    [job] = runtime.queue.jobs
+    assert job.args == ("slow", ["evt_1", "evt_2"], "new")
+    assert statuses(engine, "slow") == {"evt_0": "succeeded", "evt_1": "pending", "evt_2": "pending"}
