@@ -8,6 +8,8 @@ in the project that reads the environment; everything else is handed a ``Setting
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -50,6 +52,7 @@ class Settings:
     http_retries: int = 3
     subscriptions_file: Path = DEFAULT_SUBSCRIPTIONS_FILE
     log_level: str = "INFO"
+    secrets_key: tuple[str, ...] = field(default=(), repr=False)
     # The workers: batches drained from the delivery list, and the handlers' run policy.
     batch_size: int = 200
     handler_modules: tuple[str, ...] = ()
@@ -79,6 +82,15 @@ class Settings:
         if not self.public_url:
             raise SettingsError("missing setting: PUBLIC_URL (the https address Aiwyn can reach)")
         return self.public_url
+
+    def require_secrets_key(self) -> tuple[str, ...]:
+        """The Fernet key(s) for secrets cached in Redis: needed by the web and release processes."""
+        if not self.secrets_key:
+            raise SettingsError(
+                "missing setting: AIWYN_RECEIVER_SECRETS_KEY (a Fernet key that encrypts the signing secrets kept in Redis;"
+                " make one with: python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())')"
+            )
+        return self.secrets_key
 
     @property
     def callback_url(self) -> str:
@@ -127,6 +139,17 @@ def _names(raw: str) -> tuple[str, ...]:
     return names
 
 
+def _fernet_keys(raw: str) -> tuple[str, ...]:
+    keys = tuple(part.strip() for part in raw.split(",") if part.strip())
+    for key in keys:
+        try:
+            if len(base64.urlsafe_b64decode(key.encode("ascii"))) != 32:
+                raise ValueError
+        except (ValueError, UnicodeEncodeError, binascii.Error):
+            raise ValueError("must be one or more comma-separated Fernet keys (url-safe base64 of 32 bytes)") from None
+    return keys
+
+
 def _log_level(raw: str) -> str:
     level = raw.upper()
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
@@ -171,6 +194,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     PREFIX + "HTTP_RETRIES": ("http_retries", _int(0, 10)),
     PREFIX + "SUBSCRIPTIONS_FILE": ("subscriptions_file", _existing_file),
     PREFIX + "LOG_LEVEL": ("log_level", _log_level),
+    PREFIX + "SECRETS_KEY": ("secrets_key", _fernet_keys),
     PREFIX + "BATCH_SIZE": ("batch_size", _int(1, 1000)),
     PREFIX + "HANDLER_MODULES": ("handler_modules", _names),
     PREFIX + "HANDLER_TIMEOUT": ("handler_timeout", _positive_float),
@@ -178,7 +202,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     PREFIX + "HANDLER_RETRY_DELAY": ("handler_retry_delay", _positive_float),
     PREFIX + "HANDLER_RETRY_MAX_DELAY": ("handler_retry_max_delay", _positive_float),
 }
-_SECRET_NAMES = {"AIWYN_CLIENT_SECRET", "AIWYN_API_KEY", "DATABASE_URL", "REDIS_URL"}
+_SECRET_NAMES = {"AIWYN_CLIENT_SECRET", "AIWYN_API_KEY", "DATABASE_URL", "REDIS_URL", PREFIX + "SECRETS_KEY"}
 
 
 def default_database_url(root: Path = PROJECT_ROOT) -> str:

@@ -21,6 +21,7 @@ from devstack.services import (
     Process,
     StackError,
     free_port,
+    local_secrets_key,
     port_in_use,
     run_release,
     start_emulator,
@@ -78,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     env["PORT"] = str(port)
     env.setdefault("PUBLIC_URL", f"http://127.0.0.1:{port}")
     env.setdefault("AIWYN_RECEIVER_BIND_HOST", "127.0.0.1")
+    env.setdefault("AIWYN_RECEIVER_SECRETS_KEY", local_secrets_key(VAR / "secrets.key"))
     started: list[Process] = []
     procfile: subprocess.Popen[bytes] | None = None
     signal.signal(signal.SIGTERM, _stop_on_sigterm)

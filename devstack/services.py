@@ -147,3 +147,14 @@ def start_worker(env: Mapping[str, str], log_path: Path) -> Process:
     process = Process("worker", [sys.executable, "-m", "workers", "work"], env, log_path)
     wait_until(lambda: "Listening on" in process.output() or "listening on" in process.output().lower(), 30, "worker", process)
     return process
+
+
+def local_secrets_key(path: Path) -> str:
+    """A Fernet key for development, made once and kept in the git-ignored ``var/`` (mode 600)."""
+    if not path.exists():
+        from cryptography.fernet import Fernet
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(Fernet.generate_key().decode())
+    return path.read_text().strip()

@@ -9,7 +9,7 @@ from werkzeug.exceptions import HTTPException
 
 from . import auth, control_api, records_api, subscriptions_api
 from .envelope import APIError, fail
-from .runtime import Runtime
+from .runtime import Runtime, current_runtime
 from .sender import Sender
 from .settings import Settings
 from .state import Faults, Store
@@ -49,6 +49,7 @@ def create_app(settings: Settings, *, start_sender: bool = True) -> Flask:
     runtime = Runtime(settings, store, TokenIssuer(settings.token_ttl), Sender(settings, store))
     app.extensions["emulator"] = runtime
 
+    app.before_request(_count_api_call)
     app.before_request(auth.require_bearer)
     for blueprint in (auth.bp, subscriptions_api.bp, records_api.bp, control_api.bp):
         app.register_blueprint(blueprint)
@@ -58,6 +59,15 @@ def create_app(settings: Settings, *, start_sender: bool = True) -> Flask:
     if start_sender:
         runtime.sender.start()
     return app
+
+
+def _count_api_call() -> None:
+    """Count calls of the contract's API by route, so a test can see how often a client calls."""
+    if request.path.startswith("/api/") and request.url_rule is not None:
+        store = current_runtime().store
+        with store.lock:
+            key = f"{request.method} {request.url_rule.rule}"
+            store.api_calls[key] = store.api_calls.get(key, 0) + 1
 
 
 def _http_error(error: HTTPException) -> tuple[Response, int]:

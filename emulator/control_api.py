@@ -44,6 +44,14 @@ def stats_view() -> Response:
     return jsonify(current_runtime().sender.stats())
 
 
+@bp.get("/api-calls")
+def api_calls_view() -> Response:
+    """How many calls of the contract's API each route has had, e.g. `GET /api/v1/event-subscriptions/<subscription_id>/secret`."""
+    store = current_runtime().store
+    with store.lock:
+        return jsonify({"calls": dict(store.api_calls)})
+
+
 @bp.get("/subscriptions/<subscription_id>/deliveries")
 def deliveries_view(subscription_id: str) -> Response:
     """Every delivery attempt for one subscription, oldest first."""

@@ -188,7 +188,7 @@ class Sender:
                 subscription = None
             else:
                 url = subscription.url
-                secrets = [s.value for s in subscription.current_secrets(now)]
+                secrets = [(s.value, s.private_key) for s in subscription.current_secrets(now)]
         if subscription is None:
             self._finish(delivery, "cancelled")
             return

@@ -13,6 +13,7 @@ from typing import Any
 
 from .clock import iso_millis, iso_seconds
 from .ids import SortableIds
+from .signing import new_secret
 
 
 @dataclass
@@ -23,6 +24,12 @@ class SigningSecret:
     algorithm: str
     created_at: datetime
     expires_at: datetime | None = None
+    private_key: bytes | None = field(default=None, repr=False)  # v1a: signs; `value` is its public key
+
+    @classmethod
+    def fresh(cls, algorithm: str, now: datetime) -> SigningSecret:
+        value, private_key = new_secret(algorithm)
+        return cls(value, algorithm, now, private_key=private_key)
 
     def is_current(self, now: datetime) -> bool:
         """Whether this secret still signs deliveries at `now`."""
@@ -203,6 +210,7 @@ class Store:
         self.record_keys: dict[tuple[str, str, str], str] = {}
         self.events: dict[str, Event] = {}
         self.attempts: dict[str, list[Attempt]] = {}
+        self.api_calls: dict[str, int] = {}  # "METHOD /route/<rule>" -> count, for tests of callers' restraint
 
     def clear(self) -> None:
         """Forget subscriptions, records, events and attempts; faults go back to the start-up ones."""
@@ -212,6 +220,7 @@ class Store:
             self.record_keys.clear()
             self.events.clear()
             self.attempts.clear()
+            self.api_calls.clear()
             self.faults = self.startup_faults
 
     def find_record(self, entity_type: str, system: str, system_id: str) -> Record | None:

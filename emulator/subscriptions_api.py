@@ -13,12 +13,11 @@ from .clock import utc_now
 from .envelope import APIError, json_object, ok
 from .ids import short_id
 from .runtime import current_runtime
-from .signing import new_secret
+from .signing import ALGORITHMS
 from .state import SigningSecret, Subscription
 
 bp = Blueprint("subscriptions", __name__, url_prefix="/api/v1/event-subscriptions")
 
-ALGORITHMS = ("v1",)
 
 
 def _check_name(value: Any) -> str | None:
@@ -61,7 +60,7 @@ def _check_description(value: Any) -> str | None:
 
 
 def _check_algorithm(value: Any) -> str | None:
-    return None if value in ALGORITHMS else "must be v1 (the only algorithm the emulator signs with)"
+    return None if value in ALGORITHMS else "must be v1 (HMAC-SHA256) or v1a (Ed25519)"
 
 
 def _check_active(value: Any) -> str | None:
@@ -125,7 +124,7 @@ def list_view() -> tuple[Response, int]:
 
 @bp.post("")
 def create_view() -> tuple[Response, int]:
-    """Create a subscription with a fresh `v1` signing secret."""
+    """Create a subscription with a fresh signing secret of its algorithm (`v1` unless asked)."""
     body = json_object()
     _validate(body, creating=True)
     now = utc_now()
@@ -139,7 +138,7 @@ def create_view() -> tuple[Response, int]:
         active=True,
         created_at=now,
         updated_at=now,
-        secrets=[SigningSecret(new_secret(), body.get("signatureAlgorithm", "v1"), now)],
+        secrets=[SigningSecret.fresh(body.get("signatureAlgorithm", "v1"), now)],
     )
     store = current_runtime().store
     with store.lock:
@@ -218,7 +217,8 @@ def rotate_view(subscription_id: str) -> tuple[Response, int]:
         for secret in kept:
             if secret.expires_at is None or secret.expires_at > grace_end:
                 secret.expires_at = grace_end
-        subscription.secrets = [SigningSecret(new_secret(), "v1", now), *kept]
+        algorithm = subscription.secrets[0].algorithm if subscription.secrets else "v1"
+        subscription.secrets = [SigningSecret.fresh(algorithm, now), *kept]
         subscription.updated_at = now
         secrets = [s.to_json() for s in subscription.current_secrets(now)]
     return ok({"secrets": secrets})

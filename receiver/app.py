@@ -46,12 +46,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     runtime = Runtime(
         settings=settings,
         redis=connection,
-        secrets=SecretStore(
+        secrets=SecretStore.for_settings(
+            settings,
             connection,
             # Called from a request only when a secret is missing (throttled): fail fast, no retries.
             lambda: AiwynClient(replace(settings, http_retries=0, http_timeout=min(settings.http_timeout, 3.0))),
-            settings.callback_url if settings.public_url else None,
-            settings.secrets_refresh_interval,
         ),
         queue=DeliveryQueue(settings, connection),
         database=sqlalchemy.create_engine(settings.database_url, pool_pre_ping=True),

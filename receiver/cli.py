@@ -32,7 +32,7 @@ def register() -> None:
         specs = load_subscriptions(settings.subscriptions_file)
         client = AiwynClient(settings)
         connection = connect_redis(settings)
-        store = SecretStore(connection, lambda: client, callback_url, settings.secrets_refresh_interval)
+        store = SecretStore.for_settings(settings, connection, lambda: client)
         results = register_subscriptions(client, connection, specs, callback_url, store)
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from exc

@@ -4,7 +4,11 @@ The steady state makes no API call and no Redis call: secrets are served from me
 miss (unknown subscription id) or a signature that matches no known secret (a rotation) looks
 again, first in Redis (another process may have refreshed it), then at Aiwyn; the API call
 is throttled to once per interval across all processes through a Redis key, so a flood of
-forged requests can never make us hammer Aiwyn.
+forged requests can never make us hammer Aiwyn. Misses look in Redis at most once a second
+per process, so a flood of unknown subscription ids costs neither Aiwyn nor Redis much.
+
+Secrets rest in Redis encrypted with Fernet (``AIWYN_RECEIVER_SECRETS_KEY``): a copy of Redis
+(a backup, a replica, a ``MONITOR``) does not give away the keys that make deliveries genuine.
 """
 
 from __future__ import annotations
@@ -12,18 +16,28 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import redis
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+from config import Settings
 from receiver.aiwyn_client import AiwynAPIError, AiwynClient
+from receiver.signatures import SCHEMES
 
 log = logging.getLogger(__name__)
 
-SECRETS_KEY = "aiwyn:secrets"  # hash: subscription id -> JSON list of {"secret", "expiresAt"}
+SECRETS_KEY = "aiwyn:secrets"  # hash: subscription id -> Fernet token of a JSON list of {"secret", "algorithm", "expiresAt"}
 _THROTTLE_KEY = "aiwyn:secrets:refreshed:"  # + subscription id, or "*" for the whole list
+_REDIS_RELOAD_SECONDS = 1.0
+
+
+def cipher_for(keys: tuple[str, ...]) -> MultiFernet:
+    """Encrypt with the first key, decrypt with any: list a new key first to rotate the key."""
+    return MultiFernet([Fernet(key) for key in keys])
 
 
 class SecretStore:
@@ -35,14 +49,31 @@ class SecretStore:
         client_factory: Callable[[], AiwynClient],
         callback_url: str | None,
         refresh_interval: int,
+        cipher: MultiFernet,
     ) -> None:
         self._redis = redis_client
+        self._cipher = cipher
+        self._reloaded_at = float("-inf")
         self._client_factory = client_factory
         self._client: AiwynClient | None = None
         self._callback_url = callback_url
         self._interval = refresh_interval
         self._lock = threading.Lock()
         self._memory: dict[str, list[dict[str, Any]]] = {}
+
+    @classmethod
+    def for_settings(cls, settings: Settings, redis_client: redis.Redis, client_factory: Callable[[], AiwynClient]) -> SecretStore:
+        """The store of a web or release process; raises ``SettingsError`` without a secrets key."""
+        return cls(
+            redis_client,
+            client_factory,
+            settings.callback_url if settings.public_url else None,
+            settings.secrets_refresh_interval,
+            cipher_for(settings.require_secrets_key()),
+        )
+
+    def __repr__(self) -> str:
+        return f"SecretStore({len(self._memory)} subscription(s))"
 
     @property
     def loaded(self) -> bool:
@@ -52,7 +83,7 @@ class SecretStore:
     def secrets_for(self, subscription_id: str) -> list[str] | None:
         """Current secrets of a subscription, or ``None`` when it is not one of ours."""
         entries = self._memory.get(subscription_id)
-        if entries is None:
+        if entries is None and time.monotonic() - self._reloaded_at > _REDIS_RELOAD_SECONDS:
             self.reload_from_redis()
             entries = self._memory.get(subscription_id)
         if entries is None and self._may_call_api("*"):
@@ -79,13 +110,24 @@ class SecretStore:
 
     def reload_from_redis(self) -> None:
         raw = self._redis.hgetall(SECRETS_KEY)
-        loaded = {key.decode(): json.loads(value) for key, value in raw.items()}
+        self._reloaded_at = time.monotonic()
+        loaded = {}
+        for key, token in raw.items():
+            try:
+                loaded[key.decode()] = json.loads(self._cipher.decrypt(token))
+            except InvalidToken:
+                # Written under another key (or not by us): ignored, and refreshed from Aiwyn on need.
+                log.warning("cached secrets of %s cannot be decrypted with AIWYN_RECEIVER_SECRETS_KEY; ignored", key.decode()[:100])
         with self._lock:
             # Merge, not replace: a Redis restarted empty must not make us forget what we know.
             self._memory = {**self._memory, **loaded}
 
     def refresh_all(self) -> int:
-        """Fetch the secrets of every active subscription pointing at us; returns how many."""
+        """Learn our active subscriptions; fetch the secrets of those not known yet. Returns how many are ours.
+
+        Known subscriptions keep their secrets: a rotation is noticed by a signature that does
+        not match (``refreshed_secrets``), so a list refresh never costs a secret call each.
+        """
         try:
             client = self._api()
             ours = [
@@ -93,12 +135,12 @@ class SecretStore:
                 for sub in client.list_subscriptions(include_inactive=False)
                 if sub.get("active") and (self._callback_url is None or sub.get("url") == self._callback_url)
             ]
-            fetched = {sub_id: client.signing_secrets(sub_id) for sub_id in ours}
+            fetched = {sub_id: client.signing_secrets(sub_id) for sub_id in ours if sub_id not in self._memory}
         except AiwynAPIError as exc:
             log.warning("secrets refresh failed: %s %s", exc.status, exc.code)
             return 0
         self._store(fetched)
-        return len(fetched)
+        return len(ours)
 
     def store(self, subscription_id: str, secrets: list[dict[str, Any]]) -> None:
         """Keep secrets fetched elsewhere (by registration) for every process."""
@@ -108,10 +150,15 @@ class SecretStore:
         if not fetched:
             return
         entries = {
-            sub_id: [{"secret": s["secret"], "expiresAt": s.get("expiresAt")} for s in secrets if s.get("algorithm", "v1") == "v1"]
+            sub_id: [
+                {"secret": s["secret"], "algorithm": s.get("algorithm", "v1"), "expiresAt": s.get("expiresAt")}
+                for s in secrets
+                if s.get("algorithm", "v1") in SCHEMES
+            ]
             for sub_id, secrets in fetched.items()
         }
-        self._redis.hset(SECRETS_KEY, mapping={k: json.dumps(v) for k, v in entries.items()})
+        tokens = {k: self._cipher.encrypt(json.dumps(v).encode()) for k, v in entries.items()}
+        self._redis.hset(SECRETS_KEY, mapping=tokens)
         with self._lock:
             self._memory = {**self._memory, **entries}
 

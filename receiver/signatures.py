@@ -1,10 +1,21 @@
-"""Standard Webhooks ``v1`` verification: usable on its own, with no web framework in it.
+"""Standard Webhooks verification, ``v1`` and ``v1a``: usable on its own, with no web framework in it.
 
 A delivery is genuine when any signature in ``webhook-signature`` matches, under any current
 secret of its subscription, the bytes ``{webhook-id}.{webhook-timestamp}.{body}``, and its
 timestamp is within the tolerance of our clock in either direction (a replayed old delivery
 and one signed "in the future" are both refused). Every parse failure becomes a
 ``VerificationError`` with a reason; nothing else escapes, so no input can make a caller 500.
+
+- ``v1``: HMAC-SHA256; the secret is ``whsec_`` + base64 of the key. Compared in constant time.
+- ``v1a``: Ed25519; the secret is ``whpk_`` + base64 of the sender's 32-byte public key.
+Signatures of other schemes, and undecodable ones, are skipped: another one may still match.
+
+    from receiver.signatures import VerificationError, verify
+
+    try:
+        verify(request_headers, raw_body, ["whsec_...", "whpk_..."], tolerance=300)
+    except VerificationError as exc:
+        print("refused:", exc.reason)
 """
 
 from __future__ import annotations
@@ -17,7 +28,12 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
 SECRET_PREFIX = "whsec_"
+PUBLIC_KEY_PREFIX = "whpk_"
+SCHEMES = ("v1", "v1a")
 NO_MATCH = "no signature matches a current secret"
 MAX_SIGNATURES = 16  # Aiwyn sends one per active secret; more is junk we refuse to loop over.
 
@@ -31,18 +47,32 @@ class VerificationError(Exception):
 
 
 def decode_secret(secret: str) -> bytes:
-    """The HMAC key inside a ``whsec_`` secret."""
-    encoded = secret[len(SECRET_PREFIX) :] if secret.startswith(SECRET_PREFIX) else secret
+    """The key inside a ``whsec_`` secret (HMAC key) or a ``whpk_`` one (Ed25519 public key)."""
+    for prefix in (SECRET_PREFIX, PUBLIC_KEY_PREFIX):
+        if secret.startswith(prefix):
+            secret = secret[len(prefix) :]
+            break
     try:
-        return base64.b64decode(encoded, validate=True)
+        return base64.b64decode(secret, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise VerificationError("a signing secret is not valid base64") from exc
+
+
+def scheme_of(secret: str) -> str:
+    """``v1a`` for a ``whpk_`` public key, ``v1`` otherwise (a bare base64 key is taken as ``v1``)."""
+    return "v1a" if secret.startswith(PUBLIC_KEY_PREFIX) else "v1"
 
 
 def sign(key: bytes, event_id: str, timestamp: int, body: bytes) -> str:
     """The ``v1,<base64>`` signature of one delivery, as Aiwyn computes it."""
     digest = hmac.new(key, _signed_content(event_id, timestamp, body), hashlib.sha256).digest()
     return "v1," + base64.b64encode(digest).decode("ascii")
+
+
+def sign_v1a(private_key: bytes, event_id: str, timestamp: int, body: bytes) -> str:
+    """The ``v1a,<base64>`` signature of one delivery with a raw 32-byte Ed25519 private key (for tests and senders)."""
+    signature = Ed25519PrivateKey.from_private_bytes(private_key).sign(_signed_content(event_id, timestamp, body))
+    return "v1a," + base64.b64encode(signature).decode("ascii")
 
 
 def _signed_content(event_id: str, timestamp: int, body: bytes) -> bytes:
@@ -63,17 +93,17 @@ def parse_timestamp(raw: str | None, now: float, tolerance: int) -> int:
     return timestamp
 
 
-def _v1_signatures(header: str) -> list[bytes]:
+def _signatures(header: str) -> list[tuple[str, bytes]]:
     candidates = header.split(" ")
     if len(candidates) > MAX_SIGNATURES:
         raise VerificationError("webhook-signature lists too many signatures")
     found = []
     for candidate in candidates:
         version, _, encoded = candidate.partition(",")
-        if version != "v1" or not encoded:
-            continue  # another scheme, or junk: only a matching v1 signature can pass
+        if version not in SCHEMES or not encoded:
+            continue  # another scheme, or junk: only a matching known signature can pass
         try:
-            found.append(base64.b64decode(encoded, validate=True))
+            found.append((version, base64.b64decode(encoded, validate=True)))
         except (binascii.Error, ValueError):
             continue
     return found
@@ -85,7 +115,7 @@ class SignedHeaders:
 
     event_id: str
     timestamp: int
-    signatures: tuple[bytes, ...]
+    signatures: tuple[tuple[str, bytes], ...]  # (scheme, decoded signature)
 
 
 def check_headers(headers: Mapping[str, str], *, tolerance: int = 300, now: float | None = None) -> SignedHeaders:
@@ -97,26 +127,44 @@ def check_headers(headers: Mapping[str, str], *, tolerance: int = 300, now: floa
     if not header:
         raise VerificationError("missing webhook-signature header")
     timestamp = parse_timestamp(headers.get("webhook-timestamp"), time.time() if now is None else now, tolerance)
-    signatures = _v1_signatures(header)
+    signatures = _signatures(header)
     if not signatures:
-        raise VerificationError("webhook-signature has no v1 signature")
+        raise VerificationError("webhook-signature has no well-formed v1 or v1a signature")
     return SignedHeaders(event_id, timestamp, tuple(signatures))
 
 
 def check_signature(signed: SignedHeaders, body: bytes, secrets: Iterable[str]) -> None:
-    """The costly half: one listed signature must match one secret, compared in constant time."""
-    keys = [decode_secret(secret) for secret in secrets]
+    """The costly half: one listed signature must match one secret of its scheme."""
+    keys = [(scheme_of(secret), decode_secret(secret)) for secret in secrets]
     if not keys:
         raise VerificationError("no signing secret is known for this subscription")
     content = _signed_content(signed.event_id, signed.timestamp, body)
     matched = False
-    for key in keys:
-        expected = hmac.new(key, content, hashlib.sha256).digest()
-        for signature in signed.signatures:
-            # Keep comparing after a match so timing does not tell which secret matched.
-            matched |= hmac.compare_digest(expected, signature)
+    for scheme, key in keys:
+        candidates = [signature for version, signature in signed.signatures if version == scheme]
+        if scheme == "v1":
+            expected = hmac.new(key, content, hashlib.sha256).digest()
+            for signature in candidates:
+                # Keep comparing after a match so timing does not tell which secret matched.
+                matched |= hmac.compare_digest(expected, signature)
+        elif candidates:
+            matched |= _ed25519_matches(key, candidates, content)
     if not matched:
         raise VerificationError(NO_MATCH)
+
+
+def _ed25519_matches(public_key: bytes, signatures: list[bytes], content: bytes) -> bool:
+    try:
+        verifier = Ed25519PublicKey.from_public_bytes(public_key)
+    except ValueError as exc:
+        raise VerificationError("a v1a public key is not 32 bytes") from exc
+    for signature in signatures:
+        try:
+            verifier.verify(signature, content)
+            return True
+        except InvalidSignature:
+            continue
+    return False
 
 
 def verify(

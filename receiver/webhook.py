@@ -87,13 +87,19 @@ def receive() -> Response:
 
     event_id = signed.event_id
     try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return _answer(400, "body is not UTF-8", "body is not UTF-8", started)
+    try:
+        payload = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
         return _answer(400, "body is not valid JSON", "body is not JSON", started)
     if not isinstance(payload, dict):
         return _answer(400, "body must be a JSON object", "body is not a JSON object", started)
     if payload.get("id", event_id) != event_id:
         return _answer(400, "body id differs from webhook-id", "body id mismatch", started)
+    if payload.get("subscriptionId", subscription_id) != subscription_id:
+        return _answer(400, f"body subscriptionId differs from {SUBSCRIPTION_HEADER}", "body subscriptionId mismatch", started)
 
     try:
         outcome = runtime.queue.enqueue(event_id, subscription_id, body)

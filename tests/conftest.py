@@ -15,6 +15,8 @@ from tests.databases import KINDS, POSTGRES_URL, throwaway_database
 from workers.database import make_engine
 from workers.migrate import upgrade
 
+TEST_SECRETS_KEY = "qtPnQ3lV7m8pVfIZb8a6Vh0KJ5o7U7u0J0Yc1WQ0xw8="  # a Fernet key for tests only
+
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
@@ -63,6 +65,7 @@ def settings(redis_url: str, tmp_path) -> Settings:  # noqa: ANN001
         redis_url=redis_url,
         database_url=f"sqlite:///{tmp_path / 'unused.sqlite3'}",
         job_retry_intervals=(0, 0),
+        secrets_key=(TEST_SECRETS_KEY,),
         http_retries=0,
         http_timeout=1.0,
     )

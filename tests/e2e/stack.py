@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import httpx
 import sqlalchemy
+from cryptography.fernet import Fernet
 from sqlalchemy.orm import Session
 
 from devstack.services import Process, free_port, run_release, start_emulator, start_redis, start_web, start_worker
@@ -19,6 +20,7 @@ from workers.models import LedgerEntry, MirroredRecord
 
 T = TypeVar("T")
 CLIENT_ID, CLIENT_SECRET = "e2e-client", "e2e-secret-do-not-log"
+SECRETS_KEY = Fernet.generate_key().decode()  # this test session's key for secrets at rest
 _OURS = ("AIWYN_", "EMULATOR_", "REDIS_URL", "DATABASE_URL", "PUBLIC_URL", "PORT")
 
 
@@ -116,6 +118,7 @@ def start_stack(directory: Path, database_url: str, *, retry_schedule: str = "0.
         "AIWYN_RECEIVER_BIND_HOST": "127.0.0.1",
         "AIWYN_RECEIVER_WEB_WORKERS": "2",
         "AIWYN_RECEIVER_JOB_RETRY_INTERVALS": "1,1,1",
+        "AIWYN_RECEIVER_SECRETS_KEY": SECRETS_KEY,
     } | extra
     stack = Stack(directory, database_url, env)
     try:

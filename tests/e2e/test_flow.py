@@ -94,3 +94,8 @@ def test_no_secret_appears_in_any_log(stack: Stack) -> None:
     for secret in [s["secret"] for s in secrets] + [CLIENT_SECRET, stack.api().headers["Authorization"].split()[1]]:
         assert secret not in logs
         assert secret.removeprefix("whsec_") not in logs
+
+
+def test_gunicorn_refuses_oversized_headers_before_the_app(stack: Stack) -> None:
+    answer = httpx.post(f"{stack.web_url}/webhooks/aiwyn", content=b"{}", headers={"Content-Type": "application/json", "webhook-signature": "v1," + "A" * 9000})
+    assert answer.status_code == 400

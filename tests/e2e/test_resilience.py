@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from devstack.services import ROOT, start_redis
+from devstack.services import ROOT, free_port, start_redis
 from tests.e2e.stack import Stack, start_stack, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -72,3 +72,12 @@ def test_registration_without_settings_names_what_is_missing(tmp_path: Path) -> 
     run = subprocess.run([sys.executable, "-m", "receiver", "register"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert run.returncode != 0
     assert "AIWYN_BASE_URL" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_web_and_release_refuse_to_start_without_a_secrets_key(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "AIWYN_BASE_URL": "http://127.0.0.1:9", "AIWYN_API_KEY": "k",
+           "PUBLIC_URL": "https://hooks.example.test", "PORT": str(free_port())}  # fmt: skip
+    release = subprocess.run([sys.executable, "-m", "receiver", "register"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert release.returncode != 0 and "missing setting: AIWYN_RECEIVER_SECRETS_KEY" in release.stderr
+    web = subprocess.run([sys.executable, "-m", "gunicorn", "-c", "config/gunicorn.conf.py", "receiver:create_app()"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert web.returncode != 0 and "missing setting: AIWYN_RECEIVER_SECRETS_KEY" in web.stderr

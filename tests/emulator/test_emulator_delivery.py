@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from typing import Any
@@ -50,6 +51,26 @@ def test_a_tampered_delivery_does_not_verify(api, receiver):
     other = api.subscribe(receiver.url)
     with pytest.raises(WebhookVerificationError):
         Webhook(api.secret(other["id"])).verify(request.body, request.headers)
+
+
+def test_a_v1a_subscription_signs_with_ed25519_and_lists_only_its_public_key(api, receiver):
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    sub = api.subscribe(receiver.url, signatureAlgorithm="v1a")
+    [secret] = api.http.get(f"/api/v1/event-subscriptions/{sub['id']}/secret").json()["data"]["secrets"]
+    assert secret["algorithm"] == "v1a" and secret["secret"].startswith("whpk_")
+    public = Ed25519PublicKey.from_public_bytes(base64.b64decode(secret["secret"][len("whpk_") :]))
+    api.upsert(client("S-9"))
+    (request,) = receiver.wait_for(1)
+    scheme, _, signature = request.headers["webhook-signature"].partition(",")
+    assert scheme == "v1a"
+    content = f"{request.headers['webhook-id']}.{request.headers['webhook-timestamp']}.".encode() + request.body
+    public.verify(base64.b64decode(signature), content)
+    with pytest.raises(InvalidSignature):
+        public.verify(base64.b64decode(signature), content + b" ")
+    rotated = api.http.post(f"/api/v1/event-subscriptions/{sub['id']}/secret/rotate").json()["data"]["secrets"]
+    assert [s["algorithm"] for s in rotated] == ["v1a", "v1a"]
 
 
 def test_update_and_delete_events_carry_versions_and_soft_delete(api, receiver):

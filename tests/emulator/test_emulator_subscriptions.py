@@ -62,7 +62,7 @@ def test_wildcard_and_explicit_v1_are_accepted(api):
         pytest.param({"operations": []}, "operations", id="ops-empty"),
         pytest.param({"operations": ["CREATE", "PATCH"]}, "operations", id="ops-unknown"),
         pytest.param({"operations": ["create"]}, "operations", id="ops-lowercase"),
-        pytest.param({"signatureAlgorithm": "v1a"}, "signatureAlgorithm", id="algorithm-v1a"),
+        pytest.param({"signatureAlgorithm": "v2"}, "signatureAlgorithm", id="algorithm-unknown"),
         pytest.param({"description": 5}, "description", id="description-not-string"),
     ],
 )

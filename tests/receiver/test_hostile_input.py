@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import base64
+import json
+import time
+import uuid
 
 import pytest
 import redis
@@ -12,7 +15,7 @@ from hypothesis import strategies as st
 
 from config import Settings
 from receiver import create_app
-from receiver.signatures import VerificationError, verify
+from receiver.signatures import VerificationError, decode_secret, sign, verify
 
 SECRET = "whsec_" + base64.b64encode(b"h" * 32).decode()
 header_text = st.text(st.characters(min_codepoint=32, max_codepoint=0x2FF), max_size=200)
@@ -48,3 +51,22 @@ def test_the_endpoint_answers_4xx_to_anything_unsigned(client: FlaskClient, head
     sent = {k: v.encode("utf-8", "surrogateescape").decode("latin-1") for k, v in headers.items()} | {"Content-Type": content_type}
     answer = client.post("/webhooks/aiwyn", data=body, headers=sent)
     assert 400 <= answer.status_code < 500
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    body=st.one_of(
+        st.binary(max_size=300),
+        st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=20), lambda inner: st.lists(inner) | st.dictionaries(st.text(max_size=8), inner), max_leaves=20).map(
+            lambda value: json.dumps(value).encode()
+        ),
+        st.dictionaries(st.sampled_from(["id", "subscriptionId", "record", "operation"]), st.text(max_size=12)).map(lambda value: json.dumps(value).encode()),
+    )
+)
+def test_a_signed_body_of_any_shape_is_queued_or_refused_never_a_5xx(client: FlaskClient, body: bytes) -> None:
+    at = int(time.time())
+    event_id = f"evt_{uuid.uuid4().hex}"
+    headers = {"Content-Type": "application/json", "webhook-id": event_id, "webhook-timestamp": str(at),
+               "webhook-signature": sign(decode_secret(SECRET), event_id, at, body), "aiwyn-subscription-id": "sub_H"}  # fmt: skip
+    answer = client.post("/webhooks/aiwyn", data=body, headers=headers)
+    assert answer.status_code in (200, 202, 400), (answer.status_code, answer.json)

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from receiver.signatures import VerificationError, decode_secret, sign, verify
+from receiver.signatures import VerificationError, decode_secret, sign, sign_v1a, verify
 
 SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
 OTHER = "whsec_" + base64.b64encode(b"o" * 32).decode()
@@ -71,8 +71,10 @@ def _signed(**changes: str) -> dict[str, str]:
         pytest.param(_signed(**{"webhook-timestamp": "12.5"}), BODY, [SECRET], "webhook-timestamp is not a Unix time in seconds", id="float-ts"),
         pytest.param(_signed(**{"webhook-timestamp": "9" * 40}), BODY, [SECRET], "webhook-timestamp is not a Unix time in seconds", id="huge-ts"),
         pytest.param(_signed(**{"webhook-timestamp": "-5"}), BODY, [SECRET], "webhook-timestamp is not a Unix time in seconds", id="negative-ts"),
-        pytest.param(_signed(**{"webhook-signature": "v1a,AAAA"}), BODY, [SECRET], "webhook-signature has no v1 signature", id="only-v1a"),
-        pytest.param(_signed(**{"webhook-signature": "v1,%%%"}), BODY, [SECRET], "webhook-signature has no v1 signature", id="bad-base64"),
+        pytest.param(_signed(**{"webhook-signature": "v1a,AAAA"}), BODY, [SECRET], "no signature matches a current secret", id="only-v1a-for-a-v1-secret"),
+        pytest.param(_signed(**{"webhook-signature": "v2,AAAA v1"}), BODY, [SECRET], "webhook-signature has no well-formed v1 or v1a signature", id="unknown-scheme"),
+        pytest.param(_signed(**{"webhook-signature": "v1,%%%"}), BODY, [SECRET], "webhook-signature has no well-formed v1 or v1a signature", id="bad-base64"),
+        pytest.param(_signed(**{"webhook-signature": "v1a,AAAA"}), BODY, ["whpk_AAAA"], "a v1a public key is not 32 bytes", id="short-public-key"),
         pytest.param(_signed(**{"webhook-signature": " ".join(["v1,AAAA"] * 17)}), BODY, [SECRET], "webhook-signature lists too many signatures", id="too-many"),
         pytest.param(_signed(), BODY, [], "no signing secret is known for this subscription", id="no-secrets"),
         pytest.param(_signed(), BODY, ["whsec_***"], "a signing secret is not valid base64", id="broken-secret"),
@@ -98,3 +100,53 @@ def test_the_error_never_carries_a_secret() -> None:
         verify(reference_headers(SECRET), BODY + b"x", [SECRET, OTHER])
     text = repr(caught.value) + str(caught.value)
     assert SECRET not in text and SECRET[6:] not in text and OTHER[6:] not in text
+
+
+# v1a (Ed25519): the emulator's own signer on one side, plain `cryptography` on the other.
+
+def emulator_v1a() -> tuple[str, bytes]:
+    from emulator.signing import new_secret
+
+    public, private = new_secret("v1a")
+    assert public.startswith("whpk_") and private is not None
+    return public, private
+
+
+def emulator_signed(private: bytes, at: int, event_id: str = "evt_1") -> dict[str, str]:
+    from emulator.signing import sign_v1a as emulator_sign
+
+    return {"webhook-id": event_id, "webhook-timestamp": str(at), "webhook-signature": emulator_sign(private, event_id, at, BODY)}
+
+
+def test_accepts_what_the_emulator_signs_with_ed25519() -> None:
+    public, private = emulator_v1a()
+    verify(emulator_signed(private, int(time.time())), BODY, [SECRET, public])
+
+
+def test_ed25519_refuses_another_key_a_tampered_body_and_a_v1_secret() -> None:
+    public, private = emulator_v1a()
+    other_public, _ = emulator_v1a()
+    headers = emulator_signed(private, int(time.time()))
+    for body, secrets in ((BODY, [other_public]), (BODY + b" ", [public]), (BODY, [SECRET])):
+        with pytest.raises(VerificationError, match="no signature matches"):
+            verify(headers, body, secrets)
+
+
+def test_what_we_sign_with_ed25519_verifies_with_plain_cryptography() -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    public, private = emulator_v1a()
+    at = int(time.time())
+    signature = sign_v1a(private, "evt_7", at, BODY)
+    assert signature.startswith("v1a,")
+    Ed25519PublicKey.from_public_bytes(decode_secret(public)).verify(base64.b64decode(signature[4:]), f"evt_7.{at}.".encode() + BODY)
+    verify({"webhook-id": "evt_7", "webhook-timestamp": str(at), "webhook-signature": signature}, BODY, [public])
+
+
+def test_a_rotation_between_schemes_passes_with_either_signature() -> None:
+    public, private = emulator_v1a()
+    at = int(time.time())
+    headers = emulator_signed(private, at)
+    headers["webhook-signature"] += " " + reference_headers(SECRET, at=at)["webhook-signature"]
+    verify(headers, BODY, [public])
+    verify(headers, BODY, [SECRET])

@@ -96,6 +96,13 @@ def _with(**changes: str) -> tuple[dict[str, str], bytes]:
         pytest.param(delivery(body=b"[1, 2]"), 400, "body is not a JSON object", id="json-array"),
         pytest.param(delivery(body=b"[" * 200_000 + b"]" * 200_000), 400, "body is not JSON", id="too-deep"),
         pytest.param(delivery(body=b'{"id": "evt_OTHER"}'), 400, "body id mismatch", id="id-mismatch"),
+        pytest.param(delivery(body=b'{"id": "evt_A1", "subscriptionId": "sub_OTHER"}'), 400, "body subscriptionId mismatch", id="subscription-mismatch"),
+        pytest.param(delivery(body=b'{"id": "evt_A1", "name": "\xff\xfe"}'), 400, "body is not UTF-8", id="not-utf8"),
+        pytest.param(_with(**{"webhook-timestamp": "1e9"}), 401, "webhook-timestamp is not a Unix time", id="ts-not-integer"),
+        pytest.param(_with(**{"webhook-timestamp": "9" * 30}), 401, "webhook-timestamp is not a Unix time", id="ts-huge"),
+        pytest.param(_with(**{"webhook-signature": "v1,@@@ junk v2,AAAA"}), 401, "no well-formed v1 or v1a signature", id="signature-junk"),
+        pytest.param(_with(**{"webhook-signature": " ".join(["v1,AAAA"] * 17)}), 401, "too many signatures", id="signature-list-too-long"),
+        pytest.param(_with(**{"webhook-id": ""}), 401, "missing webhook-id header", id="no-id"),
         pytest.param(delivery(body=b'{"pad": "' + b"x" * (1024 * 1024) + b'"}'), 413, "over the limit", id="too-large"),
     ],
 )

@@ -1,0 +1,75 @@
+"""Secrets in production: rotation while events flow, Ed25519 subscriptions, and no secret in any log."""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.databases import throwaway_database
+from tests.e2e.stack import CLIENT_SECRET, SECRETS_KEY, Stack, start_stack, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def rotation_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    directory = tmp_path_factory.mktemp("rotation")
+    with throwaway_database("sqlite", directory) as database_url:
+        # No grace: after a rotation only the new secret signs, so the receiver must notice.
+        running = start_stack(directory, database_url, EMULATOR_SECRET_GRACE="0", AIWYN_RECEIVER_SECRETS_REFRESH_INTERVAL="1")
+        try:
+            yield running
+        finally:
+            running.stop()
+
+
+def rotate(stack: Stack) -> list[dict]:
+    answer = stack.api().post(f"/api/v1/event-subscriptions/{stack.subscription()['id']}/secret/rotate")
+    assert answer.status_code == 200, answer.text
+    return answer.json()["data"]["secrets"]
+
+
+def test_rotations_while_events_flow_lose_no_event_and_apply_each_once(rotation_stack: Stack) -> None:
+    stack = rotation_stack
+    refs = [f"C-{uuid.uuid4().hex[:8]}" for _ in range(40)]
+    old_secret = stack.api().get(f"/api/v1/event-subscriptions/{stack.subscription()['id']}/secret").json()["data"]["secrets"][0]["secret"]
+
+    def produce() -> None:
+        for ref in refs:
+            stack.records("POST", {"type": "client", "systemRef": {"system": "erp", "id": ref}, "attributes": {"ref": ref}})
+            time.sleep(0.05)
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    time.sleep(0.5)
+    new_secrets = rotate(stack)
+    time.sleep(0.7)
+    newest = rotate(stack)
+    producer.join()
+    assert len(new_secrets) == 1 and len(newest) == 1 and newest[0]["secret"] not in (old_secret, new_secrets[0]["secret"])
+
+    wait_for(stack.emulator_idle, timeout=60, what="every delivery to end")
+    events = httpx.get(f"{stack.emulator_url}/_emulator/events", timeout=5).json()["events"]
+    assert len(events) == 40 and {e["outcome"] for e in events} == {"delivered"}
+    ledger = {e.event_id: e for e in stack.ledger()}
+    assert {e["id"] for e in events} <= set(ledger)  # each event once: the ledger is keyed by it
+    wait_for(lambda: all(ledger_entry.status == "processed" for ledger_entry in stack.ledger()), what="every event processed")
+    assert sorted(stack.mirror(e["recordId"]).attributes["ref"] for e in events) == sorted(refs)
+    # The rotations did cost some first attempts (no grace), and Aiwyn's retries carried them in.
+    refused = [a for a in stack.deliveries() if a["status"] == 401]
+    assert refused, "expected deliveries signed only with a secret the receiver had not fetched yet"
+
+    # No secret in any log line of any process (web, worker, release, emulator, redis).
+    logs = stack.logs()
+    assert "webhook accepted" in logs and "reason='no signature matches a current secret'" in logs
+    for secret in (old_secret, new_secrets[0]["secret"], newest[0]["secret"]):
+        key = base64.b64decode(secret.removeprefix("whsec_"))
+        for shown in (secret, secret.removeprefix("whsec_"), key.hex(), base64.urlsafe_b64encode(key).decode()):
+            assert shown not in logs
+    assert CLIENT_SECRET not in logs and SECRETS_KEY not in logs
