@@ -134,9 +134,9 @@ def run_release(env: Mapping[str, str], log_path: Path) -> None:
             raise StackError(f"release step {' '.join(argv[1:])} failed:\n{process.output()[-3000:]}")
 
 
-def start_web(env: Mapping[str, str], log_path: Path, port: int) -> Process:
+def start_web(env: Mapping[str, str], log_path: Path, port: int, app: str = "receiver:create_app()") -> Process:
     """gunicorn with the service's real configuration, as the Procfile's ``web`` runs it."""
-    argv = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "config" / "gunicorn.conf.py"), "receiver:create_app()"]
+    argv = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "config" / "gunicorn.conf.py"), app]
     process = Process("web", argv, env, log_path)
     wait_until(lambda: httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200, 30, "web", process)
     return process

@@ -59,6 +59,7 @@ class SecretStore:
         self._callback_url = callback_url
         self._interval = refresh_interval
         self._lock = threading.Lock()
+        self._miss_lock = threading.Lock()
         self._memory: dict[str, list[dict[str, Any]]] = {}
 
     @classmethod
@@ -83,12 +84,17 @@ class SecretStore:
     def secrets_for(self, subscription_id: str) -> list[str] | None:
         """Current secrets of a subscription, or ``None`` when it is not one of ours."""
         entries = self._memory.get(subscription_id)
-        if entries is None and time.monotonic() - self._reloaded_at > _REDIS_RELOAD_SECONDS:
-            self.reload_from_redis()
-            entries = self._memory.get(subscription_id)
-        if entries is None and self._may_call_api("*"):
-            self.refresh_all()
-            entries = self._memory.get(subscription_id)
+        if entries is None:
+            # One miss at a time per process: the threads behind a refresh in flight wait for it
+            # instead of refusing deliveries of a subscription it is about to learn.
+            with self._miss_lock:
+                entries = self._memory.get(subscription_id)
+                if entries is None and time.monotonic() - self._reloaded_at > _REDIS_RELOAD_SECONDS:
+                    self.reload_from_redis()
+                    entries = self._memory.get(subscription_id)
+                if entries is None and self._may_call_api("*"):
+                    self.refresh_all()
+                    entries = self._memory.get(subscription_id)
         return None if entries is None else _current(entries)
 
     def refreshed_secrets(self, subscription_id: str, tried: list[str]) -> list[str] | None:

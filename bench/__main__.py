@@ -1,0 +1,319 @@
+"""``python -m bench``: the real stack on loopback, measured; a table on stdout and a JSON file.
+
+1. ingest: the real endpoint (all checks, verify, dedupe, enqueue) against a bare Flask
+   endpoint, both under gunicorn with the service's settings, loaded by wrk; workers stopped.
+2. workers: events/s from a pre-filled queue to committed rows, SQLite and PostgreSQL, 1 and 2
+   worker processes (timed from the first row committed to the last, so start-up is excluded).
+3. latency: POST to row visible, at a steady rate, workers idle and waiting.
+4. burst: N events posted by wrk as fast as it can; time until all are mirrored.
+Each figure is the median of ``--runs`` runs. Load, service and databases share this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis
+import sqlalchemy
+
+from bench.load import event, run_wrk, write_requests
+from config.job_contract import deliveries_key, pack_delivery, seen_key
+from devstack.services import ROOT, Process, free_port, local_secrets_key, run_release, start_emulator, start_redis, start_web
+from workers.database import make_engine
+
+QUEUE = "aiwyn-events"
+
+
+class Stack:
+    """Redis, the emulator (for the subscription and its secret), migrations and registration done."""
+
+    def __init__(self, directory: Path, database_url: str) -> None:
+        self.directory = directory
+        self.database_url = database_url
+        self.processes: list[Process] = []
+        self.port = free_port()
+        redis_process, redis_url = start_redis(directory / "redis")
+        self.processes.append(redis_process)
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("AIWYN_", "EMULATOR_"))} | {
+            "REDIS_URL": redis_url,
+            "DATABASE_URL": database_url,
+            "PORT": str(self.port),
+            "PUBLIC_URL": f"http://127.0.0.1:{self.port}",
+            "AIWYN_RECEIVER_BIND_HOST": "127.0.0.1",
+            "AIWYN_RECEIVER_SECRETS_KEY": local_secrets_key(directory / "secrets.key"),
+            "EMULATOR_CLIENT_ID": "bench",
+            "EMULATOR_CLIENT_SECRET": "bench-secret",
+            "EMULATOR_RETRY_SCHEDULE": "3600",
+            "AIWYN_CLIENT_ID": "bench",
+            "AIWYN_CLIENT_SECRET": "bench-secret",
+        }
+        emulator, self.env["AIWYN_BASE_URL"] = start_emulator(self.env, directory / "emulator.log")
+        self.processes.append(emulator)
+        run_release(self.env, directory / "release.log")
+        api = httpx.Client(base_url=self.env["AIWYN_BASE_URL"], timeout=10)
+        token = api.post("/api/v1/auth/token", data={"grant_type": "client_credentials", "client_id": "bench", "client_secret": "bench-secret"})
+        api.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
+        [subscription] = api.get("/api/v1/event-subscriptions").json()["data"]["subscriptions"]
+        self.subscription_id = subscription["id"]
+        self.secret = api.get(f"/api/v1/event-subscriptions/{self.subscription_id}/secret").json()["data"]["secrets"][0]["secret"]
+        self.redis = redis.Redis.from_url(redis_url)
+        self.engine = make_engine(database_url)
+
+    @contextlib.contextmanager
+    def web(self, app: str = "receiver:create_app()") -> Iterator[str]:
+        process = start_web(self.env, self.directory / "web.log", self.port, app)
+        try:
+            yield f"http://127.0.0.1:{self.port}"
+        finally:
+            process.stop()
+
+    @contextlib.contextmanager
+    def workers(self, count: int) -> Iterator[None]:
+        env = self.env | {"AIWYN_RECEIVER_LOG_LEVEL": "WARNING"}
+        processes = [Process("worker", [sys.executable, "-m", "workers", "work"], env, self.directory / f"worker{n}.log") for n in range(count)]
+        try:
+            yield
+        finally:
+            for process in processes:
+                process.stop()
+
+    def reset(self) -> None:
+        """Empty queue, deduplication and tables between runs; keep the secrets registration stored."""
+        secrets = self.redis.dump("aiwyn:secrets")
+        self.redis.flushdb()
+        if secrets:
+            self.redis.restore("aiwyn:secrets", 0, secrets)
+        with self.engine.begin() as connection:
+            for table in ("aiwyn_records", "aiwyn_events", "aiwyn_handler_runs"):
+                connection.execute(sqlalchemy.text(f"DELETE FROM {table}"))
+
+    def processed(self) -> int:
+        with self.engine.connect() as connection:
+            return connection.execute(sqlalchemy.text("SELECT count(*) FROM aiwyn_events WHERE status = 'processed'")).scalar_one()
+
+    def last_processed_at(self) -> datetime:
+        with self.engine.connect() as connection:
+            last = connection.execute(sqlalchemy.text("SELECT max(processed_at) FROM aiwyn_events")).scalar_one()
+        if isinstance(last, str):  # SQLite keeps naive UTC text
+            last = datetime.fromisoformat(last)
+        return last if last.tzinfo else last.replace(tzinfo=UTC)
+
+    def stop(self) -> None:
+        self.engine.dispose()
+        for process in reversed(self.processes):
+            process.stop()
+
+
+def wait_for_count(stack: Stack, target: int, timeout: float) -> tuple[float, int, float]:
+    """Poll until ``target`` events are processed; returns (time rows were first seen, how many then, time of the last)."""
+    first, first_count = None, 0
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done = stack.processed()
+        now = time.monotonic()
+        if done and first is None:
+            first, first_count = now, done
+        if done >= target:
+            return first or now, first_count, now
+        time.sleep(0.02)
+    raise RuntimeError(f"only {stack.processed()} of {target} events processed after {timeout:.0f} s; see the worker logs in {stack.directory}")
+
+
+def prefill(stack: Stack, count: int, records: int, prefix: str) -> None:
+    """Put ``count`` verified deliveries in the queue as the receiver does, without the HTTP part."""
+    with stack.redis.pipeline(transaction=False) as pipe:
+        for n in range(count):
+            event_id, body = event(n, stack.subscription_id, records, prefix)
+            pipe.set(seen_key(event_id), "1", ex=3600)
+            pipe.rpush(deliveries_key(QUEUE), pack_delivery(event_id, stack.subscription_id, body))
+        pipe.execute()
+
+
+def bench_ingest(stack: Stack, work: Path, seconds: float, runs: int) -> dict[str, Any]:
+    results: dict[str, list[dict[str, float]]] = {"bare": [], "ingest": []}
+    for run in range(runs):
+        for name, app in (("bare", "bench.bare_app:app"), ("ingest", "receiver:create_app()")):
+            stack.reset()
+            requests = work / f"ingest-{run}.tsv"
+            write_requests(requests, stack.secret, stack.subscription_id, int(seconds * 9000), 20_000, f"i{run}")
+            with stack.web(app) as url:
+                run_wrk(url, requests, 1)  # warm-up: imports, connections, first secrets load
+                stack.redis.delete(deliveries_key(QUEUE))
+                result = run_wrk(url, requests, seconds)
+            if result.non_2xx:
+                raise RuntimeError(f"{name}: {result.non_2xx} answers were not 2xx; see {stack.directory}/web.log")
+            results[name].append({"rps": result.requests_per_second, "p50_ms": result.p50_ms, "p99_ms": result.p99_ms})
+    summary = {name: {k: statistics.median(r[k] for r in rows) for k in rows[0]} for name, rows in results.items()}
+    summary["ratio"] = summary["ingest"]["rps"] / summary["bare"]["rps"]
+    return summary
+
+
+def bench_workers(stack: Stack, count: int, workers: int, runs: int) -> dict[str, float]:
+    rates = []
+    for run in range(runs):
+        stack.reset()
+        prefill(stack, count, count // 4, f"w{run}")
+        with stack.workers(workers):
+            first, first_count, last = wait_for_count(stack, count, timeout=600)
+        # Timed from the first committed rows (worker start-up excluded) to the last.
+        rates.append((count - first_count) / max(last - first, 1e-6))
+    return {"events_per_second": statistics.median(rates)}
+
+
+def bench_latency(stack: Stack, rate: float, seconds: float, runs: int) -> dict[str, float]:
+    samples: list[float] = []
+    for run in range(runs):
+        stack.reset()
+        with stack.workers(1), stack.web() as url:
+            time.sleep(1.0)  # workers idle and listening
+            samples.extend(_steady_latencies(stack, url, rate, seconds, f"l{run}"))
+    samples.sort()
+    return {"p50_ms": statistics.median(samples), "p99_ms": samples[int(len(samples) * 0.99) - 1], "samples": len(samples)}
+
+
+def _steady_latencies(stack: Stack, url: str, rate: float, seconds: float, prefix: str) -> list[float]:
+    from receiver.signatures import decode_secret, sign
+
+    key = decode_secret(stack.secret)
+    sent: dict[str, float] = {}
+    seen: dict[str, float] = {}
+    stop = threading.Event()
+
+    def watch() -> None:
+        with stack.engine.connect() as connection:
+            while not stop.is_set() or len(seen) < len(sent):
+                rows = connection.execute(sqlalchemy.text("SELECT event_id FROM aiwyn_events WHERE status = 'processed'")).scalars()
+                now = time.monotonic()
+                for event_id in rows:
+                    seen.setdefault(event_id, now)
+                connection.commit()
+                time.sleep(0.002)
+                if stop.is_set() and time.monotonic() - stopped_at[0] > 30:
+                    break
+
+    stopped_at = [0.0]
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    client = httpx.Client(timeout=10)
+    try:
+        for n in range(int(rate * seconds)):
+            event_id, body = event(n, stack.subscription_id, 1_000_000, prefix)
+            at = int(time.time())
+            headers = {"Content-Type": "application/json", "webhook-id": event_id, "webhook-timestamp": str(at),
+                       "webhook-signature": sign(key, event_id, at, body), "aiwyn-subscription-id": stack.subscription_id}  # fmt: skip
+            sent[event_id] = time.monotonic()
+            answer = client.post(f"{url}/webhooks/aiwyn", content=body, headers=headers)
+            if answer.status_code != 202:
+                raise RuntimeError(f"latency run: {answer.status_code} {answer.text}")
+            time.sleep(max(0.0, sent[event_id] + 1 / rate - time.monotonic()))
+    finally:
+        stopped_at[0] = time.monotonic()
+        stop.set()
+        watcher.join()
+        client.close()
+    return [(seen[e] - sent[e]) * 1000 for e in sent if e in seen]
+
+
+def bench_burst(stack: Stack, work: Path, count: int, workers: int, runs: int) -> dict[str, float]:
+    times = []
+    for run in range(runs):
+        stack.reset()
+        requests = work / f"burst-{run}.tsv"
+        write_requests(requests, stack.secret, stack.subscription_id, count, count // 4, f"b{run}")
+        with stack.workers(workers), stack.web() as url:
+            time.sleep(1.0)
+            started = datetime.now(UTC)
+            sent = run_wrk(url, requests, max(3.0, count / 1500), limit=count)  # the workers mirror meanwhile
+            if sent.non_2xx:
+                raise RuntimeError(f"burst: {sent.non_2xx} answers were not 2xx; see {stack.directory}/web.log")
+            # wrk builds one request it never sends, so count what the receiver acknowledged.
+            accepted = sum(1 for _ in stack.redis.scan_iter("aiwyn:seen:*", count=1000))
+            wait_for_count(stack, accepted, timeout=120)
+            times.append((stack.last_processed_at() - started).total_seconds())
+    return {"seconds_to_mirror_all": statistics.median(times), "events": accepted}
+
+
+def database_urls(postgres: str | None, smoke: bool, directory: Path) -> Iterator[tuple[str, Callable[[], contextlib.AbstractContextManager[str]]]]:
+    """(kind, a context that yields a fresh, migrated database URL)."""
+    from tests.databases import throwaway_database
+
+    kinds = ["sqlite"] + ([] if smoke or not postgres else ["postgres"])
+    for kind in kinds:
+        if kind == "postgres":
+            os.environ["TEST_POSTGRES_URL"] = postgres
+        yield kind, lambda kind=kind: throwaway_database(kind, directory / kind)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3, help="runs per figure; the median is reported (default 3)")
+    parser.add_argument("--postgres", default=os.environ.get("TEST_POSTGRES_URL"), help="a PostgreSQL server URL whose user may create databases")
+    parser.add_argument("--json", type=Path, help="where to write the results (default bench/results/<time>.json)")
+    parser.add_argument("--smoke", action="store_true", help="a few seconds, tiny counts, SQLite only: checks the harness, not the speed")
+    args = parser.parse_args(argv)
+    smoke = args.smoke
+    runs = 1 if smoke else args.runs
+    events, burst = (3000, 500) if smoke else (20_000, 10_000)
+    results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "at": datetime.now(UTC).isoformat(timespec="seconds")}, "smoke": smoke, "runs": runs}
+    with tempfile.TemporaryDirectory(prefix="aiwyn-bench-") as tmp:
+        work = Path(tmp)
+        for kind, database in database_urls(args.postgres, smoke, work):
+            with database() as url:
+                from workers.migrate import upgrade
+
+                upgrade(url)
+                stack = Stack(work / f"stack-{kind}", url)
+                try:
+                    if kind == "sqlite":
+                        results["ingest"] = bench_ingest(stack, work, 2 if smoke else 10, runs)
+                        results["latency"] = bench_latency(stack, 20, 2 if smoke else 10, runs)
+                    for workers in (1, 2):
+                        results[f"workers_{kind}_{workers}"] = bench_workers(stack, events, workers, runs)
+                    results[f"burst_{kind}"] = bench_burst(stack, work, burst, 2, runs)
+                finally:
+                    stack.stop()
+    print(table(results))
+    target = args.json or ROOT / "bench" / "results" / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwritten to {target}")
+    return 0
+
+
+def table(results: dict[str, Any]) -> str:
+    ingest = results["ingest"]
+    rows = [
+        ("bare endpoint (gunicorn gthread, same settings)", f"{ingest['bare']['rps']:,.0f} req/s", f"p50 {ingest['bare']['p50_ms']:.1f} ms, p99 {ingest['bare']['p99_ms']:.1f} ms"),
+        ("ingest: checks, verify, dedupe, enqueue", f"{ingest['ingest']['rps']:,.0f} req/s", f"p50 {ingest['ingest']['p50_ms']:.1f} ms, p99 {ingest['ingest']['p99_ms']:.1f} ms"),
+        ("ingest / bare", f"{ingest['ratio']:.0%}", ""),
+    ]
+    for key, value in results.items():
+        if key.startswith("workers_"):
+            _, kind, count = key.split("_")
+            rows.append((f"mirror throughput, {kind}, {count} worker(s)", f"{value['events_per_second']:,.0f} events/s", ""))
+    latency = results["latency"]
+    rows.append(("end-to-end latency, 20 req/s, idle workers", f"p50 {latency['p50_ms']:.1f} ms", f"p99 {latency['p99_ms']:.1f} ms"))
+    for key, value in results.items():
+        if key.startswith("burst_"):
+            rows.append((f"burst of {'10,000' if not results['smoke'] else 'a few'} events, {key[6:]}, 2 workers", f"{value['seconds_to_mirror_all']:.1f} s to mirror all", ""))
+    width = max(len(r[0]) for r in rows)
+    lines = [f"{'measure':{width}}  figure", "-" * (width + 40)]
+    lines += [f"{name:{width}}  {figure}  {extra}".rstrip() for name, figure, extra in rows]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,27 @@
+"""The benchmark's harness works end to end (its smoke mode); no figure is judged here."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from devstack.services import ROOT
+from tests.e2e.stack import base_env
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (apt-get install -y wrk; .ci/run installs it)")
+def test_the_benchmark_smoke_run_reports_every_figure(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    run = subprocess.run([sys.executable, "-m", "bench", "--smoke", "--json", str(out)], env=base_env(), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    results = json.loads(out.read_text())
+    figures = [results["ingest"]["bare"]["rps"], results["ingest"]["ingest"]["rps"], results["ingest"]["ratio"],
+               results["latency"]["p50_ms"], results["latency"]["p99_ms"], results["workers_sqlite_1"]["events_per_second"],
+               results["workers_sqlite_2"]["events_per_second"], results["burst_sqlite"]["seconds_to_mirror_all"]]  # fmt: skip
+    assert all(isinstance(f, float | int) and f > 0 for f in figures), figures
+    assert "ingest / bare" in run.stdout
