@@ -53,6 +53,7 @@ class Stack:
             "PORT": str(self.port),
             "PUBLIC_URL": f"http://127.0.0.1:{self.port}",
             "AIWYN_RECEIVER_BIND_HOST": "127.0.0.1",
+            "AIWYN_RECEIVER_ALLOW_HTTP": "1",
             "AIWYN_RECEIVER_SECRETS_KEY": local_secrets_key(directory / "secrets.key"),
             "EMULATOR_CLIENT_ID": "bench",
             "EMULATOR_CLIENT_SECRET": "bench-secret",

@@ -53,6 +53,10 @@ class Settings:
     subscriptions_file: Path = DEFAULT_SUBSCRIPTIONS_FILE
     log_level: str = "INFO"
     secrets_key: tuple[str, ...] = field(default=(), repr=False)
+    # Deployment: the public address and what stands in front of us.
+    allow_http: bool = False
+    callback_token: str | None = field(default=None, repr=False)
+    trusted_proxy_hops: int = 0
     # The workers: batches drained from the delivery list, and the handlers' run policy.
     batch_size: int = 200
     handler_modules: tuple[str, ...] = ()
@@ -78,9 +82,15 @@ class Settings:
             raise SettingsError("missing setting: " + "; ".join(missing))
 
     def require_public_url(self) -> str:
-        """The public URL is needed only where subscriptions are registered."""
+        """The public URL is needed only where subscriptions are registered; https, but for development on loopback."""
         if not self.public_url:
             raise SettingsError("missing setting: PUBLIC_URL (the https address Aiwyn can reach)")
+        parts = urlsplit(self.public_url)
+        if parts.scheme != "https" and not (self.allow_http and parts.hostname in _LOOPBACK):
+            raise SettingsError(
+                "bad setting: PUBLIC_URL must start with https:// (plain http is allowed only on a loopback host"
+                " with AIWYN_RECEIVER_ALLOW_HTTP=1, for development)"
+            )
         return self.public_url
 
     def require_secrets_key(self) -> tuple[str, ...]:
@@ -94,8 +104,9 @@ class Settings:
 
     @property
     def callback_url(self) -> str:
-        """Where Aiwyn must deliver: built from PUBLIC_URL, never from request headers."""
-        return self.require_public_url().rstrip("/") + "/webhooks/aiwyn"
+        """Where Aiwyn must deliver: built from PUBLIC_URL (and the callback token), never from request headers."""
+        url = self.require_public_url().rstrip("/") + "/webhooks/aiwyn"
+        return f"{url}/{self.callback_token}" if self.callback_token else url
 
 
 def _url(schemes: tuple[str, ...]) -> Callable[[str], str]:
@@ -130,6 +141,23 @@ def _intervals(raw: str) -> tuple[int, ...]:
     if any(v < 0 for v in values):
         raise ValueError("must be a comma-separated list of non-negative seconds")
     return values
+
+
+_LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+def _flag(raw: str) -> bool:
+    if raw.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if raw.lower() in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("must be 1 or 0 (true or false)")
+
+
+def _token(raw: str) -> str:
+    if not (16 <= len(raw) <= 128 and all(c.isascii() and (c.isalnum() or c in "-_") for c in raw)):
+        raise ValueError("must be 16 to 128 letters, digits, '-' or '_'")
+    return raw
 
 
 def _names(raw: str) -> tuple[str, ...]:
@@ -195,6 +223,9 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     PREFIX + "SUBSCRIPTIONS_FILE": ("subscriptions_file", _existing_file),
     PREFIX + "LOG_LEVEL": ("log_level", _log_level),
     PREFIX + "SECRETS_KEY": ("secrets_key", _fernet_keys),
+    PREFIX + "ALLOW_HTTP": ("allow_http", _flag),
+    PREFIX + "CALLBACK_TOKEN": ("callback_token", _token),
+    PREFIX + "TRUSTED_PROXY_HOPS": ("trusted_proxy_hops", _int(0, 5)),
     PREFIX + "BATCH_SIZE": ("batch_size", _int(1, 1000)),
     PREFIX + "HANDLER_MODULES": ("handler_modules", _names),
     PREFIX + "HANDLER_TIMEOUT": ("handler_timeout", _positive_float),
@@ -202,7 +233,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     PREFIX + "HANDLER_RETRY_DELAY": ("handler_retry_delay", _positive_float),
     PREFIX + "HANDLER_RETRY_MAX_DELAY": ("handler_retry_max_delay", _positive_float),
 }
-_SECRET_NAMES = {"AIWYN_CLIENT_SECRET", "AIWYN_API_KEY", "DATABASE_URL", "REDIS_URL", PREFIX + "SECRETS_KEY"}
+_SECRET_NAMES = {"AIWYN_CLIENT_SECRET", "AIWYN_API_KEY", "DATABASE_URL", "REDIS_URL", PREFIX + "SECRETS_KEY", PREFIX + "CALLBACK_TOKEN"}
 
 
 def default_database_url(root: Path = PROJECT_ROOT) -> str:

@@ -9,6 +9,9 @@ from pathlib import Path
 from config.settings import SettingsError
 
 OPERATIONS = ("CREATE", "UPDATE", "DELETE")
+# Every subscription this service makes is named with this prefix: with our callback URL, it is
+# how registration tells ours (which it may deactivate) from anybody else's (never touched).
+OWNED_PREFIX = "aiwyn-receiver-"
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,8 @@ def load_subscriptions(path: Path) -> list[SubscriptionSpec]:
         ops = entry.get("operations", list(OPERATIONS))
         if not isinstance(name, str) or not name.strip():
             raise SettingsError(f"{where}: 'name' must be a non-empty string")
+        if not name.strip().startswith(OWNED_PREFIX):
+            raise SettingsError(f"{where} ({name}): 'name' must start with {OWNED_PREFIX!r}, which marks the subscriptions of this service")
         if not isinstance(types, list) or not types or not all(isinstance(t, str) and t for t in types):
             raise SettingsError(f"{where} ({name}): 'entity_types' must be a non-empty list of names")
         if not isinstance(ops, list) or not ops or any(op not in OPERATIONS for op in ops):

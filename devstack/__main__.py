@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     env["PORT"] = str(port)
     env.setdefault("PUBLIC_URL", f"http://127.0.0.1:{port}")
     env.setdefault("AIWYN_RECEIVER_BIND_HOST", "127.0.0.1")
+    env.setdefault("AIWYN_RECEIVER_ALLOW_HTTP", "1")  # the local stack serves plain http on loopback
     env.setdefault("AIWYN_RECEIVER_SECRETS_KEY", local_secrets_key(VAR / "secrets.key"))
     started: list[Process] = []
     procfile: subprocess.Popen[bytes] | None = None

@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 import redis
 import sqlalchemy
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import Settings, load_settings
 from config.logs import configure_logging
@@ -64,6 +65,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     from receiver.health import health
     from receiver.webhook import webhooks
 
+    if settings.trusted_proxy_hops:
+        # Only as many X-Forwarded-* hops as there are proxies of ours: the client address in
+        # the log lines is then the one the outermost proxy saw, and nobody can forge it.
+        hops = settings.trusted_proxy_hops
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     app.register_blueprint(webhooks)
     app.register_blueprint(health)
     return app

@@ -7,6 +7,7 @@ delivery is in Redis; when Redis cannot take it, 503 makes Aiwyn retry later.
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import time
@@ -51,10 +52,15 @@ def _unavailable(exc: redis.RedisError, started: float) -> Response:
 
 
 @webhooks.post("/webhooks/aiwyn")
-def receive() -> Response:
+@webhooks.post("/webhooks/aiwyn/<token>")
+def receive(token: str | None = None) -> Response:
     started = time.perf_counter()
     runtime = current_app.extensions["aiwyn"]
     settings = runtime.settings
+    # With AIWYN_RECEIVER_CALLBACK_TOKEN, only PUBLIC_URL/webhooks/aiwyn/<token> exists: a second
+    # factor beside the signature. The token itself is never logged.
+    if (settings.callback_token or token) and not hmac.compare_digest((token or "").encode(), (settings.callback_token or "").encode()):
+        return _answer(404, "not found", "wrong or missing callback token", started)
     if request.content_length is not None and request.content_length > settings.max_body_bytes:
         return _answer(413, "body too large", "content-length over the limit", started)
     if request.mimetype != "application/json":

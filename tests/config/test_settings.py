@@ -55,9 +55,10 @@ def test_the_default_subscription_covers_every_standard_type_and_operation() -> 
     ("text", "problem"),
     [
         ("", "no \\[\\[subscription\\]\\] entry"),
-        ('[[subscription]]\nname = "a"\nentity_types = []\n', "entity_types"),
-        ('[[subscription]]\nname = "a"\nentity_types = ["client"]\noperations = ["MERGE"]\n', "operations"),
-        ('[[subscription]]\nname = "a"\nentity_types = ["client"]\n[[subscription]]\nname = "a"\nentity_types = ["staff"]\n', "unique"),
+        ('[[subscription]]\nname = "aiwyn-receiver-a"\nentity_types = []\n', "entity_types"),
+        ('[[subscription]]\nname = "aiwyn-receiver-a"\nentity_types = ["client"]\noperations = ["MERGE"]\n', "operations"),
+        ('[[subscription]]\nname = "aiwyn-receiver-a"\nentity_types = ["client"]\n[[subscription]]\nname = "aiwyn-receiver-a"\nentity_types = ["staff"]\n', "unique"),
+        ('[[subscription]]\nname = "crm-sync"\nentity_types = ["client"]\n', "must start with 'aiwyn-receiver-'"),
         ("[[subscription]\n", "subscriptions file"),
     ],
 )
@@ -77,3 +78,32 @@ def test_only_config_reads_the_service_environment() -> None:
         if re.search(r"os\.environ|os\.getenv", path.read_text())
     ]
     assert offenders == []
+
+
+@pytest.mark.parametrize(
+    ("url", "allow_http", "ok"),
+    [
+        ("https://hooks.example.com", False, True),
+        ("http://hooks.example.com", False, False),
+        ("http://hooks.example.com", True, False),  # the development flag is for loopback only
+        ("http://127.0.0.1:8000", False, False),
+        ("http://127.0.0.1:8000", True, True),
+        ("http://localhost:8000", True, True),
+    ],
+)
+def test_public_url_must_be_https_but_on_loopback_in_development(url: str, allow_http: bool, ok: bool) -> None:
+    settings = from_env({"PUBLIC_URL": url, "AIWYN_RECEIVER_ALLOW_HTTP": "1" if allow_http else "0"})
+    if ok:
+        assert settings.callback_url == url + "/webhooks/aiwyn"
+    else:
+        with pytest.raises(SettingsError, match="PUBLIC_URL must start with https://"):
+            settings.callback_url  # noqa: B018
+
+
+def test_the_callback_token_is_a_path_segment_and_never_echoed() -> None:
+    settings = from_env({"PUBLIC_URL": "https://h.example", "AIWYN_RECEIVER_CALLBACK_TOKEN": "t0ken-of-24-characters__"})
+    assert settings.callback_url == "https://h.example/webhooks/aiwyn/t0ken-of-24-characters__"
+    assert "t0ken" not in repr(settings)
+    with pytest.raises(SettingsError) as caught:
+        from_env({"AIWYN_RECEIVER_CALLBACK_TOKEN": "short/secret"})
+    assert "short/secret" not in str(caught.value) and "AIWYN_RECEIVER_CALLBACK_TOKEN" in str(caught.value)

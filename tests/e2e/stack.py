@@ -119,6 +119,7 @@ def start_stack(directory: Path, database_url: str, *, retry_schedule: str = "0.
         "AIWYN_RECEIVER_WEB_WORKERS": "2",
         "AIWYN_RECEIVER_JOB_RETRY_INTERVALS": "1,1,1",
         "AIWYN_RECEIVER_SECRETS_KEY": SECRETS_KEY,
+        "AIWYN_RECEIVER_ALLOW_HTTP": "1",
     } | extra
     stack = Stack(directory, database_url, env)
     try:

@@ -1,0 +1,110 @@
+"""Registration reconciles: five releases at once, a changed configuration, others' subscriptions left alone."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from devstack.services import ROOT, start_emulator, start_redis
+from tests.e2e.stack import CLIENT_ID, CLIENT_SECRET, SECRETS_KEY, base_env
+
+pytestmark = pytest.mark.e2e
+CALLBACK = "https://hooks.example.test/webhooks/aiwyn"
+TWO = """
+[[subscription]]
+name = "aiwyn-receiver-clients"
+entity_types = ["client", "contact"]
+operations = ["CREATE", "UPDATE", "DELETE"]
+
+[[subscription]]
+name = "aiwyn-receiver-staff"
+entity_types = ["staff"]
+operations = ["CREATE", "UPDATE"]
+"""
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    redis_process, redis_url = start_redis(tmp_path / "redis")
+    environment = base_env() | {"EMULATOR_CLIENT_ID": CLIENT_ID, "EMULATOR_CLIENT_SECRET": CLIENT_SECRET}
+    emulator, url = start_emulator(environment, tmp_path / "emulator.log")
+    (tmp_path / "subscriptions.toml").write_text(TWO)
+    yield environment | {
+        "AIWYN_BASE_URL": url, "AIWYN_CLIENT_ID": CLIENT_ID, "AIWYN_CLIENT_SECRET": CLIENT_SECRET, "REDIS_URL": redis_url,
+        "PUBLIC_URL": "https://hooks.example.test", "AIWYN_RECEIVER_SECRETS_KEY": SECRETS_KEY,
+        "AIWYN_RECEIVER_SUBSCRIPTIONS_FILE": str(tmp_path / "subscriptions.toml"),
+    }  # fmt: skip
+    emulator.stop()
+    redis_process.stop()
+
+
+def api(env: dict[str, str]) -> httpx.Client:
+    client = httpx.Client(base_url=env["AIWYN_BASE_URL"], timeout=10)
+    token = client.post("/api/v1/auth/token", data={"grant_type": "client_credentials", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET})
+    client.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
+    return client
+
+
+def subscriptions(env: dict[str, str]) -> dict[str, dict]:
+    found = api(env).get("/api/v1/event-subscriptions", params={"includeInactive": "true"}).json()["data"]["subscriptions"]
+    return {s["name"]: s for s in found}
+
+
+def register(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "receiver", "register", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+def test_five_releases_at_once_then_a_changed_configuration(env: dict[str, str], tmp_path: Path) -> None:
+    # Someone else's subscription, and one of another deployment of ours: never touched.
+    foreign = api(env).post("/api/v1/event-subscriptions", json={"name": "crm-sync", "url": CALLBACK, "entityTypes": ["client"], "operations": ["CREATE"]}).json()["data"]
+    elsewhere = api(env).post("/api/v1/event-subscriptions", json={"name": "aiwyn-receiver-mirror", "url": "https://other.example/webhooks/aiwyn", "entityTypes": ["client"], "operations": ["CREATE"]}).json()["data"]
+
+    releases = [subprocess.Popen([sys.executable, "-m", "receiver", "register"], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(5)]
+    outputs = [release.communicate(timeout=120)[0] for release in releases]
+    assert all(release.returncode == 0 for release in releases), outputs
+    first = subscriptions(env)
+    assert sorted(first) == ["aiwyn-receiver-clients", "aiwyn-receiver-mirror", "aiwyn-receiver-staff", "crm-sync"]
+    printed = [line for output in outputs for line in output.splitlines()]
+    assert sum(line.startswith("create ") for line in printed) == 2  # one release created them
+    assert sum(line.startswith("unchanged ") for line in printed) == 8  # the four others found them
+    assert first["aiwyn-receiver-staff"]["operations"] == ["CREATE", "UPDATE"]
+
+    # The configuration changes: staff gains DELETE, clients is dropped, offices are new.
+    (tmp_path / "subscriptions.toml").write_text(
+        TWO.replace('operations = ["CREATE", "UPDATE"]', 'operations = ["CREATE", "UPDATE", "DELETE"]').replace("aiwyn-receiver-clients", "aiwyn-receiver-offices").replace('["client", "contact"]', '["office"]')
+    )
+    planned = register(env, "--dry-run")
+    assert planned.returncode == 0, planned.stderr
+    assert "dry run" in planned.stdout and "deactivate aiwyn-receiver-clients" in planned.stdout and "create     aiwyn-receiver-offices" in planned.stdout
+    assert subscriptions(env) == first  # the dry run changed nothing
+
+    applied = register(env)
+    assert applied.returncode == 0, applied.stderr
+    after = subscriptions(env)
+    assert after["aiwyn-receiver-staff"]["id"] == first["aiwyn-receiver-staff"]["id"]  # updated in place
+    assert after["aiwyn-receiver-staff"]["operations"] == ["CREATE", "UPDATE", "DELETE"]
+    assert after["aiwyn-receiver-clients"]["active"] is False
+    assert after["aiwyn-receiver-offices"]["active"] is True
+    assert after["crm-sync"] == {**foreign, "updatedAt": after["crm-sync"]["updatedAt"]} and after["crm-sync"]["active"]
+    assert after["aiwyn-receiver-mirror"]["id"] == elsewhere["id"] and after["aiwyn-receiver-mirror"]["active"]
+
+    # A deliberate uninstall deactivates ours only.
+    refused = subprocess.run([sys.executable, "-m", "receiver", "uninstall"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0 and "--yes" in refused.stderr
+    done = subprocess.run([sys.executable, "-m", "receiver", "uninstall", "--yes"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "2 subscription(s) deactivated" in done.stdout, done.stdout + done.stderr
+    final = subscriptions(env)
+    assert [name for name, sub in sorted(final.items()) if sub["active"]] == ["aiwyn-receiver-mirror", "crm-sync"]
+
+
+def test_an_entity_type_unknown_to_aiwyn_stops_the_release(env: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "subscriptions.toml").write_text('[[subscription]]\nname = "aiwyn-receiver-x"\nentity_types = ["client", "invoice"]\n')
+    run = register(env)
+    assert run.returncode != 0
+    assert "aiwyn-receiver-x: entity type(s) invoice unknown to Aiwyn" in run.stderr and "subscriptions.toml" in run.stderr
+    assert subscriptions(env) == {}
