@@ -1,6 +1,9 @@
 """gunicorn settings for the ``web`` process, derived from the service's own settings."""
 
+import signal
+
 from config import load_settings
+from config.lifecycle import stopping
 from config.logs import configure_logging
 
 _settings = load_settings()
@@ -8,10 +11,22 @@ configure_logging(_settings.log_level)
 
 bind = f"{_settings.bind_host}:{_settings.port}"
 worker_class = "gthread"
-workers = _settings.web_workers
+workers = _settings.web_workers  # default: two per core, at most 8
 threads = _settings.web_threads
-# Aiwyn gives up on a delivery after 10 s; a request still running by then is worthless.
-timeout = 10
-graceful_timeout = 20
+# Aiwyn gives up on a delivery after 10 s: a request still running by then is worthless, and a
+# stopping worker that waited longer for its in-flight requests would only delay the restart.
+timeout = 9
+graceful_timeout = 9
 keepalive = 5
 accesslog = None
+
+
+def post_worker_init(worker) -> None:  # noqa: ANN001 - gunicorn's hook
+    """On SIGTERM, /readyz turns 503 at once, then gunicorn finishes the requests in flight."""
+    graceful_exit = worker.handle_exit
+
+    def exit_gracefully(signum, frame) -> None:  # noqa: ANN001
+        stopping.set()
+        graceful_exit(signum, frame)
+
+    signal.signal(signal.SIGTERM, exit_gracefully)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,8 +40,8 @@ class Settings:
     database_url: str = ""
     port: int = 8000
     bind_host: str = "0.0.0.0"
-    web_workers: int = 2
-    web_threads: int = 8
+    web_workers: int = field(default_factory=lambda: default_web_workers())
+    web_threads: int = 4
     queue_name: str = "aiwyn-events"
     max_body_bytes: int = 1024 * 1024
     timestamp_tolerance: int = 300
@@ -234,6 +235,11 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     PREFIX + "HANDLER_RETRY_MAX_DELAY": ("handler_retry_max_delay", _positive_float),
 }
 _SECRET_NAMES = {"AIWYN_CLIENT_SECRET", "AIWYN_API_KEY", "DATABASE_URL", "REDIS_URL", PREFIX + "SECRETS_KEY", PREFIX + "CALLBACK_TOKEN"}
+
+
+def default_web_workers() -> int:
+    """Two processes per core (a request waits on Redis part of its time), at most 8."""
+    return max(2, min(2 * (os.cpu_count() or 1), 8))
 
 
 def default_database_url(root: Path = PROJECT_ROOT) -> str:

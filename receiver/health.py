@@ -7,6 +7,8 @@ import sqlalchemy
 from flask import Blueprint, current_app, jsonify
 from flask.typing import ResponseReturnValue
 
+from config.lifecycle import stopping
+
 health = Blueprint("health", __name__)
 
 
@@ -19,6 +21,8 @@ def healthz() -> ResponseReturnValue:
 def readyz() -> ResponseReturnValue:
     """Ready when Redis and the database answer and the signing secrets are loaded."""
     runtime = current_app.extensions["aiwyn"]
+    if stopping.is_set():
+        return jsonify(status="stopping", checks={}), 503
     checks: dict[str, str] = {}
     try:
         runtime.redis.ping()

@@ -142,3 +142,41 @@ def test_readiness_fails_without_redis(settings: Settings) -> None:
     ready = app.test_client().get("/readyz")
     assert ready.status_code == 503
     assert ready.json["checks"]["redis"].startswith("unreachable")
+
+
+def test_with_a_callback_token_only_the_secret_path_exists(settings: Settings, redis_client: redis.Redis, caplog: pytest.LogCaptureFixture) -> None:
+    token = "k3y-of-the-callback-path"
+    app = create_app(replace(settings, callback_token=token))
+    app.extensions["aiwyn"].secrets.store(SUB, [{"secret": SECRET, "algorithm": "v1", "expiresAt": None}])
+    client = app.test_client()
+    headers, body = delivery()
+    with caplog.at_level(logging.INFO, logger="receiver.webhook"):
+        assert client.post("/webhooks/aiwyn", data=body, headers=headers).status_code == 404
+        assert client.post("/webhooks/aiwyn/not-the-token-at-all", data=body, headers=headers).status_code == 404
+        assert client.post(f"/webhooks/aiwyn/{token}", data=body, headers=headers).status_code == 202
+    assert not any(token in message for message in caplog.messages)
+    assert queued(settings, redis_client) == [("evt_A1", SUB, body)]
+
+
+def test_behind_trusted_proxies_the_log_shows_the_client_the_proxy_saw(settings: Settings, redis_client: redis.Redis, caplog: pytest.LogCaptureFixture) -> None:
+    headers, body = delivery()
+    headers["X-Forwarded-For"] = "203.0.113.9, 198.51.100.7"  # a forged first hop, then what our proxy saw
+    for hops, shown in ((0, "client=127.0.0.1"), (1, "client=198.51.100.7")):
+        app = create_app(replace(settings, trusted_proxy_hops=hops))
+        app.extensions["aiwyn"].secrets.store(SUB, [{"secret": SECRET, "algorithm": "v1", "expiresAt": None}])
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="receiver.webhook"):
+            app.test_client().post("/webhooks/aiwyn", data=body, headers=headers, environ_base={"REMOTE_ADDR": "127.0.0.1"})
+        assert any(shown in message for message in caplog.messages), caplog.messages
+
+
+def test_readiness_is_503_once_the_process_is_stopping(client: FlaskClient) -> None:
+    from config.lifecycle import stopping
+
+    assert client.get("/readyz").status_code == 200
+    stopping.set()
+    try:
+        answer = client.get("/readyz")
+        assert answer.status_code == 503 and answer.json["status"] == "stopping"
+    finally:
+        stopping.clear()
