@@ -11,6 +11,7 @@ import heapq
 import itertools
 import logging
 import queue
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -58,7 +59,13 @@ class Sender:
     def start(self) -> None:
         """Start the scheduler and the worker threads."""
         # trust_env=False: a proxy from the environment must not stand between us and local receivers.
-        self._client = httpx.Client(timeout=self._settings.delivery_timeout, trust_env=False, follow_redirects=False)
+        ca_file = self._settings.tls_ca_file
+        self._client = httpx.Client(
+            timeout=self._settings.delivery_timeout,
+            trust_env=False,
+            follow_redirects=False,
+            verify=ssl.create_default_context(cafile=ca_file) if ca_file else True,
+        )
         self._threads = [threading.Thread(target=self._schedule_loop, name="emulator-scheduler", daemon=True)]
         for n in range(self._settings.sender_threads):
             self._threads.append(threading.Thread(target=self._work_loop, name=f"emulator-sender-{n}", daemon=True))

@@ -12,6 +12,7 @@
 | `EMULATOR_DELIVERY_TIMEOUT` | `--delivery-timeout`  | `10` seconds                        |
 | `EMULATOR_SENDER_THREADS`   | `--sender-threads`    | `4`                                 |
 | `EMULATOR_SECRET_GRACE`     | `--secret-grace`      | `86400` seconds                     |
+| `EMULATOR_TLS_CA_FILE`      | `--tls-ca-file`       | none: the system's CAs (https deliveries) |
 | `EMULATOR_DUPLICATE`        | `--duplicate`         | off (fault: send every event twice) |
 | `EMULATOR_REORDER`          | `--reorder`           | off (fault: reverse each window)    |
 | `EMULATOR_REORDER_WINDOW_MS`| `--reorder-window-ms` | `200`                               |
@@ -53,6 +54,7 @@ class Settings:
     reorder: bool = False
     reorder_window_ms: int = 200
     delay_ms: int = 0
+    tls_ca_file: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], overrides: Mapping[str, str] | None = None) -> Settings:
@@ -144,4 +146,5 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "reorder": _flag,
     "reorder_window_ms": _integer(0, 60_000),
     "delay_ms": _integer(0, 600_000),
+    "tls_ca_file": _text,
 }
