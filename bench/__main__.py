@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -265,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="where to write the results (default bench/results/<time>.json)")
     parser.add_argument("--smoke", action="store_true", help="a few seconds, tiny counts, SQLite only: checks the harness, not the speed")
     args = parser.parse_args(argv)
+    # Stopped by SIGTERM: unwind, so that every process the run started is stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     smoke = args.smoke
     runs = 1 if smoke else args.runs
     events, burst = (3000, 500) if smoke else (20_000, 10_000)
@@ -279,11 +282,11 @@ def main(argv: list[str] | None = None) -> int:
                 stack = Stack(work / f"stack-{kind}", url)
                 try:
                     if kind == "sqlite":
-                        results["ingest"] = bench_ingest(stack, work, 2 if smoke else 10, runs)
-                        results["latency"] = bench_latency(stack, 20, 2 if smoke else 10, runs)
+                        record(results, "ingest", bench_ingest(stack, work, 2 if smoke else 10, runs))
+                        record(results, "latency", bench_latency(stack, 20, 2 if smoke else 10, runs))
                     for workers in (1, 2):
-                        results[f"workers_{kind}_{workers}"] = bench_workers(stack, events, workers, runs)
-                    results[f"burst_{kind}"] = bench_burst(stack, work, burst, 2, runs)
+                        record(results, f"workers_{kind}_{workers}", bench_workers(stack, events, workers, runs))
+                    record(results, f"burst_{kind}", bench_burst(stack, work, burst, 2, runs))
                 finally:
                     stack.stop()
     print(table(results))
@@ -292,6 +295,11 @@ def main(argv: list[str] | None = None) -> int:
     target.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nwritten to {target}")
     return 0
+
+
+def record(results: dict[str, Any], name: str, figures: dict[str, Any]) -> None:
+    results[name] = figures
+    print(f"{name}: {json.dumps(figures)}", file=sys.stderr, flush=True)  # a long run shows its progress
 
 
 def table(results: dict[str, Any]) -> str:

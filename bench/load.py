@@ -100,7 +100,7 @@ def run_wrk(url: str, requests_file: Path, seconds: float, *, threads: int = 2, 
     """Send the file's requests for ``seconds`` (or the first ``limit`` of them, then only GETs of /healthz)."""
     script = requests_file.with_suffix(".lua")
     script.write_text(_LUA % {"path": requests_file, "limit": limit, "threads": threads})
-    argv = [wrk_binary(), f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--latency", "-s", str(script), url]
+    argv = [wrk_binary(), f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "-s", str(script), url]  # whole seconds only
     output = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
     return WrkResult(
         requests_per_second=float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
