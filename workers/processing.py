@@ -208,8 +208,8 @@ def run_one(runtime: WorkerRuntime, registration: Registration, delivery: Delive
         return "unknown"
     event = delivery.event
     policy = policy_for(runtime, registration)
-    token = runs.claim(runtime.engine, event.id, registration.name, lease_seconds=policy.timeout + 60, mode=mode)
-    if token is None:
+    claimed = runs.claim(runtime.engine, event.id, registration.name, lease_seconds=policy.timeout + 60, mode=mode)
+    if claimed is None:
         return "not claimable"  # done, discarded, or running elsewhere
     try:
         with Session(runtime.engine) as session, session.begin():
@@ -219,25 +219,25 @@ def run_one(runtime: WorkerRuntime, registration: Registration, delivery: Delive
                 with time_limit(policy.timeout):
                     registration.handler(event, session)
                 outcome = runs.SUCCEEDED
-            if not runs.finish(session, event.id, registration.name, token, outcome):
+            if not runs.finish(session, event.id, registration.name, claimed.token, outcome):
                 raise _LeaseLost
     except _LeaseLost:
         return "lease lost"  # another worker took the run over: its result stands, ours rolled back
     except Exception as exc:  # a handler's error of any kind is its own, never the worker's
-        outcome = _record_failure(runtime, registration, policy, event.id, token, exc)
+        outcome = _record_failure(runtime, registration, policy, event.id, claimed, exc)
     with Session(runtime.engine) as session, session.begin():
         runs.settle(session, [event.id])
     log.info("handler %s on event %s: %s", registration.name, event.id, outcome)
     return outcome
 
 
-def _record_failure(runtime: WorkerRuntime, registration: Registration, policy: Policy, event_id: str, token: str, exc: Exception) -> str:
+def _record_failure(runtime: WorkerRuntime, registration: Registration, policy: Policy, event_id: str, claimed: runs.Claim, exc: Exception) -> str:
     error = _describe(exc)
-    attempt = runs.attempts_of(runtime.engine, event_id, registration.name)
+    attempt = claimed.attempt
     final = isinstance(exc, DoNotRetry) or attempt >= policy.attempts
     retry_at = None if final else datetime.now(UTC) + timedelta(seconds=policy.delay(attempt))
     with Session(runtime.engine) as session, session.begin():
-        if not runs.finish(session, event_id, registration.name, token, runs.FAILED if final else runs.RETRYING, error, retry_at):
+        if not runs.finish(session, event_id, registration.name, claimed.token, runs.FAILED if final else runs.RETRYING, error, retry_at):
             return "lease lost"
     if final:
         log.error("handler %s on event %s failed for good after %d attempt(s): %s", registration.name, event_id, attempt, error)

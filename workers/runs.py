@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, and_, or_, select, update
@@ -91,12 +92,18 @@ def claim_batch(session: Session, handler: str, event_ids: Sequence[str]) -> set
     return set(execute_many(session, statement, rows).scalars())
 
 
-def claim(engine: Engine, event_id: str, handler: str, lease_seconds: float, mode: str = "new") -> str | None:
-    """Take the run for this worker, in a transaction of its own; the lease token, or None."""
+@dataclass(frozen=True)
+class Claim:
+    token: str
+    attempt: int  # this one, counting from 1
+
+
+def claim(engine: Engine, event_id: str, handler: str, lease_seconds: float, mode: str = "new") -> Claim | None:
+    """Take the run for this worker, in a transaction of its own; None when it is not to be taken."""
     token = uuid.uuid4().hex
     now = now_for(engine)
     with Session(engine) as session, session.begin():
-        result = session.execute(
+        attempt = session.scalar(
             update(HandlerRun)
             .where(HandlerRun.event_id == event_id, HandlerRun.handler == handler, _claimable(now, CLAIMABLE[mode]))
             .values(
@@ -107,8 +114,9 @@ def claim(engine: Engine, event_id: str, handler: str, lease_seconds: float, mod
                 next_attempt_at=None,
                 updated_at=now,
             )
+            .returning(HandlerRun.attempts)
         )
-    return token if result.rowcount == 1 else None
+    return None if attempt is None else Claim(token, attempt)
 
 
 def finish(
@@ -135,13 +143,6 @@ def finish(
         )
     )
     return result.rowcount == 1
-
-
-def attempts_of(engine: Engine, event_id: str, handler: str) -> int:
-    with Session(engine) as session:
-        return session.scalar(
-            select(HandlerRun.attempts).where(HandlerRun.event_id == event_id, HandlerRun.handler == handler)
-        ) or 0
 
 
 def settle(session: Session, event_ids: Iterable[str]) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +61,19 @@ class Stack:
             token = self._api.post("/api/v1/auth/token", data={"grant_type": "client_credentials", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET})
             self._api.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
         return self._api
+
+    def produce_clients(self, count: int, pause: float) -> tuple[list[str], threading.Thread]:
+        """Create ``count`` clients in the background, one every ``pause`` seconds; their refs and the thread."""
+        refs = [f"C-{uuid.uuid4().hex[:8]}" for _ in range(count)]
+
+        def produce() -> None:
+            for ref in refs:
+                self.records("POST", {"type": "client", "systemRef": {"system": "erp", "id": ref}, "attributes": {"ref": ref}})
+                time.sleep(pause)
+
+        producer = threading.Thread(target=produce)
+        producer.start()
+        return refs, producer
 
     def records(self, method: str, *records: dict[str, Any]) -> httpx.Response:
         answer = self.api().request(method, "/api/v1/records", json={"records": list(records)})

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import signal
-import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,15 +28,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
 
 
 def test_sigterm_mid_stream_loses_no_acknowledged_event(stack: Stack) -> None:
-    refs = [f"C-{uuid.uuid4().hex[:8]}" for _ in range(60)]
-
-    def produce() -> None:
-        for ref in refs:
-            stack.records("POST", {"type": "client", "systemRef": {"system": "erp", "id": ref}, "attributes": {"ref": ref}})
-            time.sleep(0.03)
-
-    producer = threading.Thread(target=produce)
-    producer.start()
+    refs, producer = stack.produce_clients(60, pause=0.03)
     time.sleep(0.6)
     for name in ("web", "worker"):
         stack.processes[name].signal(signal.SIGTERM)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import base64
-import threading
 import time
-import uuid
 from collections.abc import Iterator
 
 import httpx
@@ -37,16 +35,8 @@ def rotate(stack: Stack) -> list[dict]:
 
 def test_rotations_while_events_flow_lose_no_event_and_apply_each_once(rotation_stack: Stack) -> None:
     stack = rotation_stack
-    refs = [f"C-{uuid.uuid4().hex[:8]}" for _ in range(40)]
     old_secret = stack.api().get(f"/api/v1/event-subscriptions/{stack.subscription()['id']}/secret").json()["data"]["secrets"][0]["secret"]
-
-    def produce() -> None:
-        for ref in refs:
-            stack.records("POST", {"type": "client", "systemRef": {"system": "erp", "id": ref}, "attributes": {"ref": ref}})
-            time.sleep(0.05)
-
-    producer = threading.Thread(target=produce)
-    producer.start()
+    refs, producer = stack.produce_clients(40, pause=0.05)
     time.sleep(0.5)
     new_secrets = rotate(stack)
     time.sleep(0.7)
