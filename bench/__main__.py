@@ -254,9 +254,7 @@ def database_urls(postgres: str | None, smoke: bool, directory: Path) -> Iterato
 
     kinds = ["sqlite"] + ([] if smoke or not postgres else ["postgres"])
     for kind in kinds:
-        if kind == "postgres":
-            os.environ["TEST_POSTGRES_URL"] = postgres
-        yield kind, lambda kind=kind: throwaway_database(kind, directory / kind)
+        yield kind, lambda kind=kind: throwaway_database(kind, directory / kind, postgres)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,7 @@ import logging
 import time
 
 import redis
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from receiver.delivery_queue import Enqueued
@@ -27,23 +27,23 @@ RETRY_AFTER_SECONDS = "30"
 
 
 def _answer(status: int, message: str, reason: str, started: float, **extra: str) -> Response:
-    event = request.headers.get("webhook-id", "")[:100]
-    subscription = request.headers.get(SUBSCRIPTION_HEADER, "")[:100]
-    log.log(
-        logging.INFO if status < 400 else logging.WARNING,
-        "webhook %s status=%d reason=%r event=%r subscription=%r client=%s ms=%.1f",
-        "accepted" if status < 400 else "rejected",
-        status,
-        reason,
-        event,
-        subscription,
-        request.remote_addr,
-        (time.perf_counter() - started) * 1000,
-    )
-    response = jsonify({"status": message} if status < 400 else {"error": message})
-    response.status_code = status
-    response.headers.update(extra)
-    return response
+    # Every refusal is logged (it says which check failed); an accepted delivery only at DEBUG:
+    # its ledger row records it anyway, and a log line costs a tenth of the request's time.
+    level = logging.DEBUG if status < 400 else logging.WARNING
+    if log.isEnabledFor(level):
+        log.log(
+            level,
+            "webhook %s status=%d reason=%r event=%r subscription=%r client=%s ms=%.1f",
+            "accepted" if status < 400 else "rejected",
+            status,
+            reason,
+            request.headers.get("webhook-id", "")[:100],
+            request.headers.get(SUBSCRIPTION_HEADER, "")[:100],
+            request.remote_addr,
+            (time.perf_counter() - started) * 1000,
+        )
+    body = json.dumps({"status": message} if status < 400 else {"error": message})
+    return Response(body, status, extra, mimetype="application/json")
 
 
 def _unavailable(exc: redis.RedisError, started: float) -> Response:

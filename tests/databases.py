@@ -16,13 +16,13 @@ KINDS = ["sqlite", "postgres"]
 
 
 @contextmanager
-def throwaway_database(kind: str, directory: Path) -> Iterator[str]:
-    """Yield the URL of an empty database of ``kind``; it is dropped afterwards."""
+def throwaway_database(kind: str, directory: Path, server_url: str | None = None) -> Iterator[str]:
+    """Yield the URL of an empty database of ``kind`` (on ``server_url``, else TEST_POSTGRES_URL's server); it is dropped afterwards."""
     if kind == "sqlite":
         yield f"sqlite:///{directory / f'{uuid.uuid4().hex[:8]}.sqlite3'}"
         return
     name = f"aiwyn_test_{uuid.uuid4().hex[:10]}"
-    server = make_url(POSTGRES_URL).set(drivername="postgresql+psycopg")
+    server = make_url(server_url or POSTGRES_URL).set(drivername="postgresql+psycopg")
     admin = sqlalchemy.create_engine(server, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))

@@ -135,6 +135,8 @@ def start_stack(directory: Path, database_url: str, *, retry_schedule: str = "0.
         "AIWYN_RECEIVER_JOB_RETRY_INTERVALS": "1,1,1",
         "AIWYN_RECEIVER_SECRETS_KEY": SECRETS_KEY,
         "AIWYN_RECEIVER_ALLOW_HTTP": "1",
+        # Every line any library writes, so that the tests' search of the logs for secrets sees them all.
+        "AIWYN_RECEIVER_LOG_LEVEL": "DEBUG",
     } | extra
     stack = Stack(directory, database_url, env)
     try:

@@ -150,7 +150,7 @@ def test_with_a_callback_token_only_the_secret_path_exists(settings: Settings, r
     app.extensions["aiwyn"].secrets.store(SUB, [{"secret": SECRET, "algorithm": "v1", "expiresAt": None}])
     client = app.test_client()
     headers, body = delivery()
-    with caplog.at_level(logging.INFO, logger="receiver.webhook"):
+    with caplog.at_level(logging.DEBUG, logger="receiver.webhook"):
         assert client.post("/webhooks/aiwyn", data=body, headers=headers).status_code == 404
         assert client.post("/webhooks/aiwyn/not-the-token-at-all", data=body, headers=headers).status_code == 404
         assert client.post(f"/webhooks/aiwyn/{token}", data=body, headers=headers).status_code == 202
@@ -165,7 +165,7 @@ def test_behind_trusted_proxies_the_log_shows_the_client_the_proxy_saw(settings:
         app = create_app(replace(settings, trusted_proxy_hops=hops))
         app.extensions["aiwyn"].secrets.store(SUB, [{"secret": SECRET, "algorithm": "v1", "expiresAt": None}])
         caplog.clear()
-        with caplog.at_level(logging.INFO, logger="receiver.webhook"):
+        with caplog.at_level(logging.DEBUG, logger="receiver.webhook"):
             app.test_client().post("/webhooks/aiwyn", data=body, headers=headers, environ_base={"REMOTE_ADDR": "127.0.0.1"})
         assert any(shown in message for message in caplog.messages), caplog.messages
 
