@@ -20,8 +20,8 @@ from receiver.signatures import decode_secret, sign
 ENTITY_TYPES = ("client", "contact", "staff", "department", "office")
 
 _LUA = r"""
-local path, limit = "%(path)s", %(limit)d
-local lines, thread_index, threads, sent = {}, 0, 1, 0
+local path, limit, per_thread = "%(path)s", %(limit)d, %(per_thread)d
+local lines, thread_index, threads, sent, answered, share = {}, 0, 1, 0, 0, 0
 local counter = 0
 function setup(thread)
   thread:set("index", counter)
@@ -29,7 +29,14 @@ function setup(thread)
 end
 function init(args)
   thread_index, threads = index, %(threads)d
+  if limit > thread_index then share = math.floor((limit - thread_index - 1) / threads) + 1 end
   for line in io.lines(path) do lines[#lines + 1] = line end
+end
+-- With a limit, a thread stops once its share is surely answered: at most per_thread requests
+-- are in flight, so after share + per_thread answers none of its POSTs still is.
+function response()
+  answered = answered + 1
+  if limit > 0 and answered >= share + per_thread then wrk.thread:stop() end
 end
 function request()
   local n = thread_index + sent * threads + 1
@@ -97,9 +104,9 @@ def wrk_binary() -> str:
 
 
 def run_wrk(url: str, requests_file: Path, seconds: float, *, threads: int = 2, connections: int = 32, limit: int = 0) -> WrkResult:
-    """Send the file's requests for ``seconds`` (or the first ``limit`` of them, then only GETs of /healthz)."""
+    """Send the file's requests for ``seconds``, or only the first ``limit`` of them (within ``seconds``)."""
     script = requests_file.with_suffix(".lua")
-    script.write_text(_LUA % {"path": requests_file, "limit": limit, "threads": threads})
+    script.write_text(_LUA % {"path": requests_file, "limit": limit, "threads": threads, "per_thread": connections // threads})
     argv = [wrk_binary(), f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "-s", str(script), url]  # whole seconds only
     output = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
     return WrkResult(
