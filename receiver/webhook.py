@@ -98,7 +98,7 @@ def receive(token: str | None = None) -> Response:
         return _answer(400, "body is not UTF-8", "body is not UTF-8", started)
     try:
         payload = json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # ValueError: JSONDecodeError, and ints of over 4300 digits
         return _answer(400, "body is not valid JSON", "body is not JSON", started)
     if not isinstance(payload, dict):
         return _answer(400, "body must be a JSON object", "body is not a JSON object", started)

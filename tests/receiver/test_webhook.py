@@ -94,6 +94,7 @@ def _with(**changes: str) -> tuple[dict[str, str], bytes]:
         pytest.param(_with(**{"Content-Type": "text/plain"}), 415, "wrong content type", id="content-type"),
         pytest.param(delivery(body=b"not json at all"), 400, "body is not JSON", id="not-json"),
         pytest.param(delivery(body=b"[1, 2]"), 400, "body is not a JSON object", id="json-array"),
+        pytest.param(delivery(body=b'{"n": ' + b"1" * 5000 + b"}"), 400, "body is not JSON", id="int-too-long"),
         pytest.param(delivery(body=b"[" * 200_000 + b"]" * 200_000), 400, "body is not JSON", id="too-deep"),
         pytest.param(delivery(body=b'{"id": "evt_OTHER"}'), 400, "body id mismatch", id="id-mismatch"),
         pytest.param(delivery(body=b'{"id": "evt_A1", "subscriptionId": "sub_OTHER"}'), 400, "body subscriptionId mismatch", id="subscription-mismatch"),
