@@ -4,8 +4,9 @@ The steady state makes no API call and no Redis call: secrets are served from me
 miss (unknown subscription id) or a signature that matches no known secret (a rotation) looks
 again, first in Redis (another process may have refreshed it), then at Aiwyn; the API call
 is throttled to once per interval across all processes through a Redis key, so a flood of
-forged requests can never make us hammer Aiwyn. Misses look in Redis at most once a second
-per process, so a flood of unknown subscription ids costs neither Aiwyn nor Redis much.
+forged requests can never make us hammer Aiwyn. Misses reload all of Redis at most once a
+second per process; a signature that matches nothing reads only its subscription's entry (one
+HGET), so neither flood costs Redis or the CPU much.
 
 Secrets rest in Redis encrypted with Fernet (``AIWYN_RECEIVER_SECRETS_KEY``): a copy of Redis
 (a backup, a replica, a ``MONITOR``) does not give away the keys that make deliveries genuine.
@@ -99,7 +100,7 @@ class SecretStore:
 
     def refreshed_secrets(self, subscription_id: str, tried: list[str]) -> list[str] | None:
         """After no secret matched: newer secrets from Redis or (throttled) Aiwyn, else ``None``."""
-        self.reload_from_redis()
+        self._reload_one(subscription_id)
         entries = self._memory.get(subscription_id)
         if entries is not None and set(_current(entries)) != set(tried):
             return _current(entries)
@@ -117,16 +118,25 @@ class SecretStore:
     def reload_from_redis(self) -> None:
         raw = self._redis.hgetall(SECRETS_KEY)
         self._reloaded_at = time.monotonic()
-        loaded = {}
-        for key, token in raw.items():
-            try:
-                loaded[key.decode()] = json.loads(self._cipher.decrypt(token))
-            except InvalidToken:
-                # Written under another key (or not by us): ignored, and refreshed from Aiwyn on need.
-                log.warning("cached secrets of %s cannot be decrypted with AIWYN_RECEIVER_SECRETS_KEY; ignored", key.decode()[:100])
+        loaded = {key.decode(): entries for key, token in raw.items() if (entries := self._decrypt(key.decode(), token)) is not None}
         with self._lock:
             # Merge, not replace: a Redis restarted empty must not make us forget what we know.
             self._memory = {**self._memory, **loaded}
+
+    def _reload_one(self, subscription_id: str) -> None:
+        token = self._redis.hget(SECRETS_KEY, subscription_id)
+        entries = None if token is None else self._decrypt(subscription_id, token)
+        if entries is not None:
+            with self._lock:
+                self._memory = {**self._memory, subscription_id: entries}
+
+    def _decrypt(self, subscription_id: str, token: bytes) -> list[dict[str, Any]] | None:
+        try:
+            return json.loads(self._cipher.decrypt(token))
+        except InvalidToken:
+            # Written under another key (or not by us): ignored, and refreshed from Aiwyn on need.
+            log.warning("cached secrets of %s cannot be decrypted with AIWYN_RECEIVER_SECRETS_KEY; ignored", subscription_id[:100])
+            return None
 
     def refresh_all(self) -> int:
         """Learn our active subscriptions; fetch the secrets of those not known yet. Returns how many are ours.
