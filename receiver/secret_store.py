@@ -139,10 +139,12 @@ class SecretStore:
             return None
 
     def refresh_all(self) -> int:
-        """Learn our active subscriptions; fetch the secrets of those not known yet. Returns how many are ours.
+        """Learn our active subscriptions, fetch the secrets of new ones, forget the rest. Returns how many are ours.
 
         Known subscriptions keep their secrets: a rotation is noticed by a signature that does
         not match (``refreshed_secrets``), so a list refresh never costs a secret call each.
+        Deleted, deactivated or moved subscriptions are dropped from memory and Redis, so their
+        secrets stop verifying anything.
         """
         try:
             client = self._api()
@@ -156,7 +158,15 @@ class SecretStore:
             log.warning("secrets refresh failed: %s %s", exc.status, exc.code)
             return 0
         self._store(fetched)
+        self._forget_all_but(set(ours))
         return len(ours)
+
+    def _forget_all_but(self, ours: set[str]) -> None:
+        gone = {key.decode() for key in self._redis.hkeys(SECRETS_KEY)} - ours
+        if gone:
+            self._redis.hdel(SECRETS_KEY, *gone)
+        with self._lock:
+            self._memory = {sub_id: entries for sub_id, entries in self._memory.items() if sub_id in ours}
 
     def store(self, subscription_id: str, secrets: list[dict[str, Any]]) -> None:
         """Keep secrets fetched elsewhere (by registration) for every process."""

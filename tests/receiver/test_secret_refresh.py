@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import math
 import os
 import time
@@ -111,3 +112,30 @@ def test_a_forged_signature_reads_only_its_subscriptions_secrets_from_redis(sett
     stats = redis_client.info("commandstats")
     assert "cmdstat_hgetall" not in stats, stats["cmdstat_hgetall"]
     assert stats["cmdstat_hget"]["calls"] == 51
+
+
+def test_a_deactivated_subscription_is_forgotten_once_the_list_is_refreshed(
+    emulator: str, settings: Settings, redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    httpx.post(f"{emulator}/_emulator/reset", timeout=5)
+    client = api(emulator)
+    settings = replace(settings, aiwyn_base_url=emulator, aiwyn_client_id="c", aiwyn_client_secret="s")
+    kept, dropped = (
+        client.post("/api/v1/event-subscriptions", json={"name": name, "url": settings.callback_url, "entityTypes": ["client"], "operations": ["CREATE"]}).json()["data"]["id"]
+        for name in ("kept", "dropped")
+    )
+    secret = client.get(f"/api/v1/event-subscriptions/{dropped}/secret").json()["data"]["secrets"][0]["secret"]
+    app = create_app(settings)
+    store, web = app.extensions["aiwyn"].secrets, app.test_client()
+    assert store.refresh_all() == 2
+    headers, body = signed(secret, "evt_1", dropped)
+    assert web.post("/webhooks/aiwyn", data=body, headers=headers).status_code == 202
+
+    assert client.delete(f"/api/v1/event-subscriptions/{dropped}").status_code == 204
+    assert store.refresh_all() == 1
+    assert redis_client.hkeys(SECRETS_KEY) == [kept.encode()]
+    for web in (web, create_app(settings).test_client()):  # this process, and one that starts now
+        headers, body = signed(secret, "evt_2", dropped)
+        with caplog.at_level(logging.INFO, logger="receiver.webhook"):
+            assert web.post("/webhooks/aiwyn", data=body, headers=headers).status_code == 401
+        assert "reason='unknown subscription'" in caplog.messages[-1]
