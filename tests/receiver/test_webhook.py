@@ -104,6 +104,7 @@ def _with(**changes: str) -> tuple[dict[str, str], bytes]:
         pytest.param(_with(**{"webhook-signature": "v1,@@@ junk v2,AAAA"}), 401, "no well-formed v1 or v1a signature", id="signature-junk"),
         pytest.param(_with(**{"webhook-signature": " ".join(["v1,AAAA"] * 17)}), 401, "too many signatures", id="signature-list-too-long"),
         pytest.param(_with(**{"webhook-id": ""}), 401, "missing webhook-id header", id="no-id"),
+        pytest.param(delivery("evt_" + "x" * 253), 401, "webhook-id is too long", id="id-too-long"),
         pytest.param(delivery(body=b'{"pad": "' + b"x" * (1024 * 1024) + b'"}'), 413, "over the limit", id="too-large"),
     ],
 )
