@@ -121,6 +121,14 @@ def test_refused_requests_queue_nothing(
     assert not any(SECRET[6:] in message for message in caplog.messages)
 
 
+def test_a_subscription_whose_secrets_all_expired_looks_for_new_ones(settings: Settings, redis_client: redis.Redis) -> None:
+    app = create_app(settings)
+    app.extensions["aiwyn"].secrets.store(SUB, [{"secret": SECRET, "algorithm": "v1", "expiresAt": "2020-01-01T00:00:00Z"}])
+    create_app(settings).extensions["aiwyn"].secrets.store(SUB, [{"secret": SECRET, "algorithm": "v1", "expiresAt": None}])  # another process
+    headers, body = delivery()
+    assert app.test_client().post("/webhooks/aiwyn", data=body, headers=headers).status_code == 202
+
+
 def test_redis_down_answers_503_with_retry_after(settings: Settings, tmp_path: Path) -> None:
     process, url = start_redis(tmp_path / "redis")
     app = create_app(replace(settings, redis_url=url))
