@@ -134,8 +134,8 @@ def test_a_deactivated_subscription_is_forgotten_once_the_list_is_refreshed(
     assert client.delete(f"/api/v1/event-subscriptions/{dropped}").status_code == 204
     assert store.refresh_all() == 1
     assert redis_client.hkeys(SECRETS_KEY) == [kept.encode()]
-    for web in (web, create_app(settings).test_client()):  # this process, and one that starts now
+    for process in (web, create_app(settings).test_client()):  # this process, and one that starts now
         headers, body = signed(secret, "evt_2", dropped)
         with caplog.at_level(logging.INFO, logger="receiver.webhook"):
-            assert web.post("/webhooks/aiwyn", data=body, headers=headers).status_code == 401
+            assert process.post("/webhooks/aiwyn", data=body, headers=headers).status_code == 401
         assert "reason='unknown subscription'" in caplog.messages[-1]
