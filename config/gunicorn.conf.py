@@ -19,6 +19,10 @@ timeout = 9
 graceful_timeout = 9
 keepalive = 5
 accesslog = None
+# Refused by gunicorn before the app (414, 431): our longest request line is the callback path
+# with a 128-character token, and our longest header, 16 v1a signatures, is about 1.5 KB.
+limit_request_line = 1024
+limit_request_field_size = 4096
 
 
 def post_worker_init(worker) -> None:  # noqa: ANN001 - gunicorn's hook

@@ -78,7 +78,8 @@ class AiwynClient:
 
     def list_subscriptions(self, include_inactive: bool = True) -> list[dict[str, Any]]:
         params = {"includeInactive": "true"} if include_inactive else None
-        return self._call("GET", SUBSCRIPTIONS_PATH, params=params)["subscriptions"]
+        data = self._call("GET", SUBSCRIPTIONS_PATH, params=params)
+        return _objects(data, "subscriptions", {"id": str}, "GET", SUBSCRIPTIONS_PATH)
 
     def create_subscription(self, fields: dict[str, Any]) -> dict[str, Any]:
         return self._call("POST", SUBSCRIPTIONS_PATH, json=fields)
@@ -93,7 +94,8 @@ class AiwynClient:
         self._call("DELETE", f"{SUBSCRIPTIONS_PATH}/{subscription_id}")
 
     def signing_secrets(self, subscription_id: str) -> list[dict[str, Any]]:
-        return self._call("GET", f"{SUBSCRIPTIONS_PATH}/{subscription_id}/secret")["secrets"]
+        path = f"{SUBSCRIPTIONS_PATH}/{subscription_id}/secret"
+        return _objects(self._call("GET", path), "secrets", {"secret": str, "expiresAt": (str, type(None))}, "GET", path)
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -188,3 +190,12 @@ def _unwrap(response: httpx.Response, method: str, path: str) -> Any:
             raise AiwynAPIError(response.status_code, "INVALID_RESPONSE", "answer has no data envelope", method, path) from exc
     code, message = _error_of(response)
     raise AiwynAPIError(response.status_code, code, message, method, path)
+
+
+def _objects(data: Any, key: str, fields: dict[str, type | tuple[type, ...]], method: str, path: str) -> list[dict[str, Any]]:
+    """``data[key]`` as a list of objects whose ``fields`` have the given types (a missing one is
+    ``None``); anything else is an ``AiwynAPIError``, which callers handle, never a 500 in a request."""
+    items = data.get(key) if isinstance(data, dict) else None
+    if isinstance(items, list) and all(isinstance(item, dict) and all(isinstance(item.get(name), kinds) for name, kinds in fields.items()) for item in items):
+        return items
+    raise AiwynAPIError(200, "INVALID_RESPONSE", f"answer has no well-formed {key!r} list", method, path)

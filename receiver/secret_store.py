@@ -4,8 +4,9 @@ The steady state makes no API call and no Redis call: secrets are served from me
 miss (unknown subscription id) or a signature that matches no known secret (a rotation) looks
 again, first in Redis (another process may have refreshed it), then at Aiwyn; the API call
 is throttled to once per interval across all processes through a Redis key, so a flood of
-forged requests can never make us hammer Aiwyn. Misses look in Redis at most once a second
-per process, so a flood of unknown subscription ids costs neither Aiwyn nor Redis much.
+forged requests can never make us hammer Aiwyn. Misses reload all of Redis at most once a
+second per process; a signature that matches nothing reads only its subscription's entry (one
+HGET), so neither flood costs Redis or the CPU much.
 
 Secrets rest in Redis encrypted with Fernet (``AIWYN_RECEIVER_SECRETS_KEY``): a copy of Redis
 (a backup, a replica, a ``MONITOR``) does not give away the keys that make deliveries genuine.
@@ -99,7 +100,7 @@ class SecretStore:
 
     def refreshed_secrets(self, subscription_id: str, tried: list[str]) -> list[str] | None:
         """After no secret matched: newer secrets from Redis or (throttled) Aiwyn, else ``None``."""
-        self.reload_from_redis()
+        self._reload_one(subscription_id)
         entries = self._memory.get(subscription_id)
         if entries is not None and set(_current(entries)) != set(tried):
             return _current(entries)
@@ -117,22 +118,33 @@ class SecretStore:
     def reload_from_redis(self) -> None:
         raw = self._redis.hgetall(SECRETS_KEY)
         self._reloaded_at = time.monotonic()
-        loaded = {}
-        for key, token in raw.items():
-            try:
-                loaded[key.decode()] = json.loads(self._cipher.decrypt(token))
-            except InvalidToken:
-                # Written under another key (or not by us): ignored, and refreshed from Aiwyn on need.
-                log.warning("cached secrets of %s cannot be decrypted with AIWYN_RECEIVER_SECRETS_KEY; ignored", key.decode()[:100])
+        loaded = {key.decode(): entries for key, token in raw.items() if (entries := self._decrypt(key.decode(), token)) is not None}
         with self._lock:
             # Merge, not replace: a Redis restarted empty must not make us forget what we know.
             self._memory = {**self._memory, **loaded}
 
+    def _reload_one(self, subscription_id: str) -> None:
+        token = self._redis.hget(SECRETS_KEY, subscription_id)
+        entries = None if token is None else self._decrypt(subscription_id, token)
+        if entries is not None:
+            with self._lock:
+                self._memory = {**self._memory, subscription_id: entries}
+
+    def _decrypt(self, subscription_id: str, token: bytes) -> list[dict[str, Any]] | None:
+        try:
+            return json.loads(self._cipher.decrypt(token))
+        except InvalidToken:
+            # Written under another key (or not by us): ignored, and refreshed from Aiwyn on need.
+            log.warning("cached secrets of %s cannot be decrypted with AIWYN_RECEIVER_SECRETS_KEY; ignored", subscription_id[:100])
+            return None
+
     def refresh_all(self) -> int:
-        """Learn our active subscriptions; fetch the secrets of those not known yet. Returns how many are ours.
+        """Learn our active subscriptions, fetch the secrets of new ones, forget the rest. Returns how many are ours.
 
         Known subscriptions keep their secrets: a rotation is noticed by a signature that does
         not match (``refreshed_secrets``), so a list refresh never costs a secret call each.
+        Deleted, deactivated or moved subscriptions are dropped from memory and Redis, so their
+        secrets stop verifying anything.
         """
         try:
             client = self._api()
@@ -146,7 +158,15 @@ class SecretStore:
             log.warning("secrets refresh failed: %s %s", exc.status, exc.code)
             return 0
         self._store(fetched)
+        self._forget_all_but(set(ours))
         return len(ours)
+
+    def _forget_all_but(self, ours: set[str]) -> None:
+        gone = {key.decode() for key in self._redis.hkeys(SECRETS_KEY)} - ours
+        if gone:
+            self._redis.hdel(SECRETS_KEY, *gone)
+        with self._lock:
+            self._memory = {sub_id: entries for sub_id, entries in self._memory.items() if sub_id in ours}
 
     def store(self, subscription_id: str, secrets: list[dict[str, Any]]) -> None:
         """Keep secrets fetched elsewhere (by registration) for every process."""

@@ -35,7 +35,9 @@ SECRET_PREFIX = "whsec_"
 PUBLIC_KEY_PREFIX = "whpk_"
 SCHEMES = ("v1", "v1a")
 NO_MATCH = "no signature matches a current secret"
+NO_SECRET = "no signing secret is known for this subscription"
 MAX_SIGNATURES = 16  # Aiwyn sends one per active secret; more is junk we refuse to loop over.
+MAX_EVENT_ID = 256  # the webhook-id becomes a Redis key (deduplication): no unbounded keys
 
 
 class VerificationError(Exception):
@@ -123,6 +125,8 @@ def check_headers(headers: Mapping[str, str], *, tolerance: int = 300, now: floa
     event_id = headers.get("webhook-id")
     if not event_id:
         raise VerificationError("missing webhook-id header")
+    if len(event_id) > MAX_EVENT_ID:
+        raise VerificationError("webhook-id is too long")
     header = headers.get("webhook-signature")
     if not header:
         raise VerificationError("missing webhook-signature header")
@@ -137,7 +141,7 @@ def check_signature(signed: SignedHeaders, body: bytes, secrets: Iterable[str]) 
     """The costly half: one listed signature must match one secret of its scheme."""
     keys = [(scheme_of(secret), decode_secret(secret)) for secret in secrets]
     if not keys:
-        raise VerificationError("no signing secret is known for this subscription")
+        raise VerificationError(NO_SECRET)
     content = _signed_content(signed.event_id, signed.timestamp, body)
     matched = False
     for scheme, key in keys:

@@ -17,7 +17,7 @@ from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from receiver.delivery_queue import Enqueued
-from receiver.signatures import NO_MATCH, VerificationError, check_headers, check_signature
+from receiver.signatures import NO_MATCH, NO_SECRET, VerificationError, check_headers, check_signature
 
 log = logging.getLogger(__name__)
 webhooks = Blueprint("webhooks", __name__)
@@ -81,8 +81,8 @@ def receive(token: str | None = None) -> Response:
         try:
             check_signature(signed, body, secrets)
         except VerificationError as exc:
-            # Perhaps the secret was rotated: look again, at most once per interval.
-            fresh = runtime.secrets.refreshed_secrets(subscription_id, secrets) if exc.reason == NO_MATCH else None
+            # Perhaps the secret was rotated (or the last one expired): look again, at most once per interval.
+            fresh = runtime.secrets.refreshed_secrets(subscription_id, secrets) if exc.reason in (NO_MATCH, NO_SECRET) else None
             if fresh is None:
                 raise
             check_signature(signed, body, fresh)
@@ -98,7 +98,7 @@ def receive(token: str | None = None) -> Response:
         return _answer(400, "body is not UTF-8", "body is not UTF-8", started)
     try:
         payload = json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # ValueError: JSONDecodeError, and ints of over 4300 digits
         return _answer(400, "body is not valid JSON", "body is not JSON", started)
     if not isinstance(payload, dict):
         return _answer(400, "body must be a JSON object", "body is not a JSON object", started)

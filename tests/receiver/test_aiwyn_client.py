@@ -9,12 +9,16 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import replace
+from operator import methodcaller
 
 import httpx
 import pytest
+import redis
 
 from config import Settings
 from receiver.aiwyn_client import AiwynAPIError, AiwynClient, AiwynUnavailable
+from receiver.secret_store import SecretStore, cipher_for
+from tests.conftest import TEST_SECRETS_KEY
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -122,3 +126,35 @@ def test_wrong_credentials_fail_without_leaking_them(settings: Settings) -> None
         client.catalog()
     assert (caught.value.status, caught.value.code) == (401, "invalid_client")
     assert settings.aiwyn_client_secret not in str(caught.value) + repr(caught.value)
+
+
+LIST, SECRETS = methodcaller("list_subscriptions"), methodcaller("signing_secrets", "sub_1")
+MALFORMED = [
+    pytest.param(LIST, None, id="list-no-data"),
+    pytest.param(LIST, {}, id="list-no-key"),
+    pytest.param(LIST, {"subscriptions": {"id": "sub_1"}}, id="list-not-a-list"),
+    pytest.param(LIST, {"subscriptions": ["sub_1"]}, id="list-of-strings"),
+    pytest.param(LIST, {"subscriptions": [{"name": "mirror"}]}, id="list-no-id"),
+    pytest.param(SECRETS, [], id="secrets-data-a-list"),
+    pytest.param(SECRETS, {"secrets": "whsec_AAAA"}, id="secrets-not-a-list"),
+    pytest.param(SECRETS, {"secrets": [{"algorithm": "v1"}]}, id="secrets-no-secret"),
+    pytest.param(SECRETS, {"secrets": [{"secret": 17}]}, id="secret-not-a-string"),
+    pytest.param(SECRETS, {"secrets": [{"secret": "whsec_AAAA", "expiresAt": 1700000000}]}, id="expiry-not-a-string"),
+]
+
+
+@pytest.mark.parametrize(("call", "data"), MALFORMED)
+def test_a_malformed_list_or_secret_answer_is_an_api_error(settings: Settings, call: methodcaller, data: object) -> None:
+    client, _ = make_client(settings, FakeAiwyn(lambda request: envelope(data)))
+    with pytest.raises(AiwynAPIError) as caught:
+        call(client)
+    assert caught.value.code == "INVALID_RESPONSE"
+
+
+def test_the_secret_store_survives_malformed_answers(settings: Settings, redis_client: redis.Redis) -> None:
+    """The request path (a miss, a signature that matches nothing) handles them as a failed call."""
+    answers = {"/api/v1/event-subscriptions": {"subscriptions": [{"id": "sub_1", "active": True}]}, "/api/v1/event-subscriptions/sub_1/secret": {"secrets": [{}]}}
+    client, _ = make_client(settings, FakeAiwyn(lambda request: envelope(answers[request.url.path])))
+    store = SecretStore(redis_client, lambda: client, None, 60, cipher_for((TEST_SECRETS_KEY,)))
+    assert store.secrets_for("sub_1") is None
+    assert store.refreshed_secrets("sub_1", ["whsec_AAAA"]) is None

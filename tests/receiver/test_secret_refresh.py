@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 import math
 import os
 import time
@@ -18,7 +19,7 @@ from config import Settings
 from devstack.services import start_emulator
 from receiver import create_app
 from receiver.secret_store import SECRETS_KEY
-from receiver.signatures import sign
+from receiver.signatures import decode_secret, sign
 from tests.e2e.stack import base_env
 
 SECRET_ROUTE = "GET /api/v1/event-subscriptions/<subscription_id>/secret"
@@ -85,3 +86,56 @@ def test_secrets_rest_encrypted_in_redis(emulator: str, settings: Settings, redi
     other = replace(settings, secrets_key=("ZmFrZWtleWZha2VrZXlmYWtla2V5ZmFrZWtleWZha2U=",), aiwyn_base_url="http://127.0.0.1:9")
     redis_client.set("aiwyn:secrets:refreshed:*", "1", ex=60)  # and no API to fall back on
     assert create_app(other).extensions["aiwyn"].secrets.secrets_for(sub["id"]) is None
+
+
+def signed(secret: str, event_id: str, subscription_id: str) -> tuple[dict[str, str], bytes]:
+    at = int(time.time())
+    body = b'{"id": "%s"}' % event_id.encode()
+    return {"Content-Type": "application/json", "webhook-id": event_id, "webhook-timestamp": str(at),
+            "webhook-signature": sign(decode_secret(secret), event_id, at, body), "aiwyn-subscription-id": subscription_id}, body  # fmt: skip
+
+
+def test_a_forged_signature_reads_only_its_subscriptions_secrets_from_redis(settings: Settings, redis_client: redis.Redis) -> None:
+    old, new, forged = ("whsec_" + base64.b64encode(bytes([n]) * 32).decode() for n in (1, 2, 3))
+    app = create_app(settings)
+    app.extensions["aiwyn"].secrets.store("sub_F", [{"secret": old, "algorithm": "v1"}])
+    web = app.test_client()
+    other_process = create_app(settings).extensions["aiwyn"].secrets
+    redis_client.config_resetstat()
+    for n in range(50):
+        headers, body = signed(forged, f"evt_{n}", "sub_F")
+        assert web.post("/webhooks/aiwyn", data=body, headers=headers).status_code == 401
+    # A rotation that another process stored in Redis is still found at once, by the same single read.
+    other_process.store("sub_F", [{"secret": new, "algorithm": "v1"}])
+    headers, body = signed(new, "evt_new", "sub_F")
+    assert web.post("/webhooks/aiwyn", data=body, headers=headers).status_code == 202
+    stats = redis_client.info("commandstats")
+    assert "cmdstat_hgetall" not in stats, stats["cmdstat_hgetall"]
+    assert stats["cmdstat_hget"]["calls"] == 51
+
+
+def test_a_deactivated_subscription_is_forgotten_once_the_list_is_refreshed(
+    emulator: str, settings: Settings, redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    httpx.post(f"{emulator}/_emulator/reset", timeout=5)
+    client = api(emulator)
+    settings = replace(settings, aiwyn_base_url=emulator, aiwyn_client_id="c", aiwyn_client_secret="s")
+    kept, dropped = (
+        client.post("/api/v1/event-subscriptions", json={"name": name, "url": settings.callback_url, "entityTypes": ["client"], "operations": ["CREATE"]}).json()["data"]["id"]
+        for name in ("kept", "dropped")
+    )
+    secret = client.get(f"/api/v1/event-subscriptions/{dropped}/secret").json()["data"]["secrets"][0]["secret"]
+    app = create_app(settings)
+    store, web = app.extensions["aiwyn"].secrets, app.test_client()
+    assert store.refresh_all() == 2
+    headers, body = signed(secret, "evt_1", dropped)
+    assert web.post("/webhooks/aiwyn", data=body, headers=headers).status_code == 202
+
+    assert client.delete(f"/api/v1/event-subscriptions/{dropped}").status_code == 204
+    assert store.refresh_all() == 1
+    assert redis_client.hkeys(SECRETS_KEY) == [kept.encode()]
+    for process in (web, create_app(settings).test_client()):  # this process, and one that starts now
+        headers, body = signed(secret, "evt_2", dropped)
+        with caplog.at_level(logging.INFO, logger="receiver.webhook"):
+            assert process.post("/webhooks/aiwyn", data=body, headers=headers).status_code == 401
+        assert "reason='unknown subscription'" in caplog.messages[-1]

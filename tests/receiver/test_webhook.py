@@ -94,6 +94,7 @@ def _with(**changes: str) -> tuple[dict[str, str], bytes]:
         pytest.param(_with(**{"Content-Type": "text/plain"}), 415, "wrong content type", id="content-type"),
         pytest.param(delivery(body=b"not json at all"), 400, "body is not JSON", id="not-json"),
         pytest.param(delivery(body=b"[1, 2]"), 400, "body is not a JSON object", id="json-array"),
+        pytest.param(delivery(body=b'{"n": ' + b"1" * 5000 + b"}"), 400, "body is not JSON", id="int-too-long"),
         pytest.param(delivery(body=b"[" * 200_000 + b"]" * 200_000), 400, "body is not JSON", id="too-deep"),
         pytest.param(delivery(body=b'{"id": "evt_OTHER"}'), 400, "body id mismatch", id="id-mismatch"),
         pytest.param(delivery(body=b'{"id": "evt_A1", "subscriptionId": "sub_OTHER"}'), 400, "body subscriptionId mismatch", id="subscription-mismatch"),
@@ -103,6 +104,7 @@ def _with(**changes: str) -> tuple[dict[str, str], bytes]:
         pytest.param(_with(**{"webhook-signature": "v1,@@@ junk v2,AAAA"}), 401, "no well-formed v1 or v1a signature", id="signature-junk"),
         pytest.param(_with(**{"webhook-signature": " ".join(["v1,AAAA"] * 17)}), 401, "too many signatures", id="signature-list-too-long"),
         pytest.param(_with(**{"webhook-id": ""}), 401, "missing webhook-id header", id="no-id"),
+        pytest.param(delivery("evt_" + "x" * 253), 401, "webhook-id is too long", id="id-too-long"),
         pytest.param(delivery(body=b'{"pad": "' + b"x" * (1024 * 1024) + b'"}'), 413, "over the limit", id="too-large"),
     ],
 )
@@ -117,6 +119,14 @@ def test_refused_requests_queue_nothing(
     assert queued(settings, redis_client) == []
     assert any(reason in message and f"status={status}" in message for message in caplog.messages), caplog.messages
     assert not any(SECRET[6:] in message for message in caplog.messages)
+
+
+def test_a_subscription_whose_secrets_all_expired_looks_for_new_ones(settings: Settings, redis_client: redis.Redis) -> None:
+    app = create_app(settings)
+    app.extensions["aiwyn"].secrets.store(SUB, [{"secret": SECRET, "algorithm": "v1", "expiresAt": "2020-01-01T00:00:00Z"}])
+    create_app(settings).extensions["aiwyn"].secrets.store(SUB, [{"secret": SECRET, "algorithm": "v1", "expiresAt": None}])  # another process
+    headers, body = delivery()
+    assert app.test_client().post("/webhooks/aiwyn", data=body, headers=headers).status_code == 202
 
 
 def test_redis_down_answers_503_with_retry_after(settings: Settings, tmp_path: Path) -> None:
