@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,10 +144,12 @@ def plan(existing: list[dict[str, Any]], specs: list[SubscriptionSpec], owner: O
     return steps
 
 
-def apply(client: AiwynClient, steps: list[Step]) -> list[Step]:
+def apply(client: AiwynClient, steps: list[Step], before_call: Callable[[], object] = lambda: None) -> list[Step]:
     """Carry the plan out; returns the steps with the ids of created subscriptions."""
     done = []
     for step in steps:
+        if step.action != "unchanged":
+            before_call()
         if step.action == "create":
             step = Step("create", step.name, client.create_subscription(step.changes)["id"], step.changes)
         elif step.action == "update":
@@ -167,17 +170,21 @@ def register_subscriptions(
     *,
     source: str = "the subscriptions file",
     dry_run: bool = False,
-    lock_timeout: int = 120,
 ) -> list[Step]:
     """Reconcile under the lock, then share the active subscriptions' secrets through Redis."""
     check_catalog(specs, client.catalog(), source)
-    with redis_client.lock(LOCK_KEY, timeout=lock_timeout, blocking_timeout=lock_timeout + 30):
+    # The lock must outlive the slowest single call, so it is renewed before each one; a waiter
+    # gives up after the slowest whole run (a list, a write and a secret per subscription, some to spare).
+    longest = client.longest_call
+    lock = redis_client.lock(LOCK_KEY, timeout=longest, blocking_timeout=longest * (3 + 2 * len(specs)))
+    with lock:
         steps = plan(client.list_subscriptions(include_inactive=True), specs, owner)
         if dry_run:
             return steps
-        steps = apply(client, steps)
+        steps = apply(client, steps, lock.reacquire)
         for step in steps:
             if step.action != "deactivate":
+                lock.reacquire()
                 store.store(step.subscription_id, client.signing_secrets(step.subscription_id))
     return steps
 

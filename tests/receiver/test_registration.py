@@ -1,13 +1,18 @@
-"""The registration plan as a pure function: what is ours, what drifted, what is left alone; the catalog check."""
+"""The registration plan as a pure function: what is ours, what drifted, what is left alone; the catalog check; the lock."""
 
 from __future__ import annotations
 
+import time
+from dataclasses import replace
 from typing import Any
 
 import pytest
+import redis
 
+from config import Settings
 from config.subscriptions import SubscriptionSpec
-from receiver.registration import Owner, RegistrationError, check_catalog, plan
+from receiver.aiwyn_client import AiwynClient
+from receiver.registration import LOCK_KEY, Owner, RegistrationError, check_catalog, plan, register_subscriptions
 
 URL = "https://hooks.example.test/webhooks/aiwyn"
 OWNER = Owner("default", URL)
@@ -106,3 +111,54 @@ def test_an_operation_not_offered_for_a_type_is_named_with_the_type_and_the_file
 def test_an_entity_type_unknown_to_the_catalog_is_named() -> None:
     with pytest.raises(RegistrationError, match="subs.toml: subscription aiwyn-receiver-a: entity type\\(s\\) invoice unknown to Aiwyn"):
         check_catalog([SubscriptionSpec("aiwyn-receiver-a", ("client", "invoice"), ("CREATE",))], CATALOG, "subs.toml")
+
+
+class SlowAiwyn:
+    """An Aiwyn whose every call takes longer than a third of the lock's expiry; records the lock's TTL at each call."""
+
+    longest_call = 1.0
+
+    def __init__(self, redis_client: redis.Redis) -> None:
+        self.redis = redis_client
+        self.ttls: list[int] = []
+        self.created: list[str] = []
+
+    def _call(self) -> None:
+        self.ttls.append(self.redis.pttl(LOCK_KEY))
+        time.sleep(0.4)
+
+    def catalog(self) -> list[dict[str, Any]]:
+        return CATALOG
+
+    def list_subscriptions(self, include_inactive: bool) -> list[dict[str, Any]]:
+        self._call()
+        return []
+
+    def create_subscription(self, fields: dict[str, Any]) -> dict[str, Any]:
+        self._call()
+        self.created.append(fields["name"])
+        return {"id": f"s{len(self.created)}"}
+
+    def signing_secrets(self, subscription_id: str) -> list[dict[str, Any]]:
+        self._call()
+        return []
+
+
+class NoStore:
+    def store(self, subscription_id: str, secrets: list[dict[str, Any]]) -> None:
+        pass
+
+
+def test_the_lock_expires_after_the_longest_call_and_is_renewed_before_each(redis_client: redis.Redis) -> None:
+    aiwyn = SlowAiwyn(redis_client)
+    specs = [SubscriptionSpec("aiwyn-receiver-a", ("client",), ("CREATE",)), SubscriptionSpec("aiwyn-receiver-b", ("staff",), ("CREATE",))]
+    steps = register_subscriptions(aiwyn, redis_client, specs, OWNER, NoStore())  # type: ignore[arg-type]
+    assert [step.action for step in steps] == ["create", "create"] and len(aiwyn.ttls) == 5  # 2 s of calls under a 1 s lock
+    assert all(700 <= ttl <= 1000 for ttl in aiwyn.ttls), aiwyn.ttls
+    assert redis_client.exists(LOCK_KEY) == 0
+
+
+def test_the_longest_call_follows_the_http_settings(settings: Settings) -> None:
+    client = AiwynClient(replace(settings, http_timeout=2.0, http_retries=1))
+    assert client.longest_call == 4 * (2 * 2.0 + 30)  # four requests (token, call, after a 401 both again), each retried once
+    client.close()
