@@ -71,14 +71,18 @@ class Owner:
         return f"{spec.description.rstrip()}; {self.mark}" if spec.description else self.mark
 
     def marked(self, subscription: dict[str, Any]) -> bool:
-        found = _MARK.search(subscription.get("description") or "")
-        return bool(found) and found.group(1) == self.instance
+        return _instance_of(subscription) == self.instance
 
     def owns(self, subscription: dict[str, Any]) -> bool:
         """Ours: our mark, or (made before the mark) no mark at all, our name prefix and our callback URL."""
-        if _MARK.search(subscription.get("description") or ""):
+        if _instance_of(subscription) is not None:
             return self.marked(subscription)
         return str(subscription.get("name", "")).startswith(OWNED_PREFIX) and subscription.get("url") == self.callback_url
+
+
+def _instance_of(subscription: dict[str, Any]) -> str | None:
+    found = _MARK.search(subscription.get("description") or "")
+    return found.group(1) if found else None
 
 
 def desired(spec: SubscriptionSpec, owner: Owner) -> dict[str, Any]:
