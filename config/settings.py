@@ -58,6 +58,7 @@ class Settings:
     allow_http: bool = False
     callback_token: str | None = field(default=None, repr=False)
     trusted_proxy_hops: int = 0
+    instance: str = "default"
     # The workers: batches drained from the delivery list, and the handlers' run policy.
     batch_size: int = 200
     handler_modules: tuple[str, ...] = ()
@@ -120,6 +121,16 @@ def _url(schemes: tuple[str, ...]) -> Callable[[str], str]:
     return parse
 
 
+def _public_url(raw: str) -> str:
+    # The callback URL is built by appending paths to it: a query or fragment would swallow them.
+    parts = urlsplit(raw)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError("must be a URL with a hostname: https://host[:port][/path]")
+    if "?" in raw or "#" in raw:
+        raise ValueError("must have no query string or fragment")
+    return raw.rstrip("/")
+
+
 def _int(low: int, high: int = 2**31) -> Callable[[str], int]:
     def parse(raw: str) -> int:
         value = int(raw)
@@ -158,6 +169,13 @@ def _flag(raw: str) -> bool:
 def _token(raw: str) -> str:
     if not (16 <= len(raw) <= 128 and all(c.isascii() and (c.isalnum() or c in "-_") for c in raw)):
         raise ValueError("must be 16 to 128 letters, digits, '-' or '_'")
+    return raw
+
+
+def _instance(raw: str) -> str:
+    # Written into every subscription's description as "(instance <name>)": keep it plain.
+    if not (1 <= len(raw) <= 40 and all(c.isascii() and (c.isalnum() or c in "-_.") for c in raw)):
+        raise ValueError("must be 1 to 40 letters, digits, '-', '_' or '.'")
     return raw
 
 
@@ -205,7 +223,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "AIWYN_CLIENT_ID": ("aiwyn_client_id", _text),
     "AIWYN_CLIENT_SECRET": ("aiwyn_client_secret", _text),
     "AIWYN_API_KEY": ("aiwyn_api_key", _text),
-    "PUBLIC_URL": ("public_url", _url(("https", "http"))),
+    "PUBLIC_URL": ("public_url", _public_url),
     "REDIS_URL": ("redis_url", _url(("redis", "rediss", "unix"))),
     "DATABASE_URL": ("database_url", _text),
     "PORT": ("port", _int(1, 65535)),
@@ -227,6 +245,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     PREFIX + "ALLOW_HTTP": ("allow_http", _flag),
     PREFIX + "CALLBACK_TOKEN": ("callback_token", _token),
     PREFIX + "TRUSTED_PROXY_HOPS": ("trusted_proxy_hops", _int(0, 5)),
+    PREFIX + "INSTANCE": ("instance", _instance),
     PREFIX + "BATCH_SIZE": ("batch_size", _int(1, 1000)),
     PREFIX + "HANDLER_MODULES": ("handler_modules", _names),
     PREFIX + "HANDLER_TIMEOUT": ("handler_timeout", _positive_float),

@@ -9,8 +9,8 @@ from pathlib import Path
 from config.settings import SettingsError
 
 OPERATIONS = ("CREATE", "UPDATE", "DELETE")
-# Every subscription this service makes is named with this prefix: with our callback URL, it is
-# how registration tells ours (which it may deactivate) from anybody else's (never touched).
+# Every subscription this service makes is named with this prefix. Registration tells ours by the
+# mark in their description (receiver/registration.py); prefix and callback URL tell those made before it.
 OWNED_PREFIX = "aiwyn-receiver-"
 
 

@@ -68,6 +68,13 @@ class AiwynClient:
         self._token: str | None = None
         self._token_expires = 0.0
 
+    @property
+    def longest_call(self) -> float:
+        """Seconds one method may take at worst: every retry timing out after its back-off, a token fetch before, all twice after a 401."""
+        retries = self._settings.http_retries
+        one_request = (retries + 1) * self._settings.http_timeout + retries * _MAX_BACKOFF
+        return 4 * one_request
+
     def close(self) -> None:
         self._http.close()
 

@@ -12,7 +12,7 @@ from config.logs import configure_logging
 from config.subscriptions import load_subscriptions
 from receiver.aiwyn_client import AiwynAPIError, AiwynClient
 from receiver.app import connect_redis
-from receiver.registration import RegistrationError, deactivate_ours, register_subscriptions
+from receiver.registration import Owner, RegistrationError, deactivate_ours, register_subscriptions
 from receiver.secret_store import SecretStore
 
 
@@ -29,6 +29,10 @@ def _connect() -> tuple[Settings, AiwynClient]:
     return settings, AiwynClient(settings)
 
 
+def _owner(settings: Settings) -> Owner:
+    return Owner(settings.instance, settings.callback_url)
+
+
 @cli.command()
 @click.option("--dry-run", is_flag=True, help="Print the plan (create, update, deactivate) and change nothing.")
 def register(dry_run: bool) -> None:
@@ -38,7 +42,7 @@ def register(dry_run: bool) -> None:
         specs = load_subscriptions(settings.subscriptions_file)
         connection = connect_redis(settings)
         store = SecretStore.for_settings(settings, connection, lambda: client)
-        steps = register_subscriptions(client, connection, specs, settings.callback_url, store, source=str(settings.subscriptions_file), dry_run=dry_run)
+        steps = register_subscriptions(client, connection, specs, _owner(settings), store, source=str(settings.subscriptions_file), dry_run=dry_run)
     except (SettingsError, RegistrationError) as exc:
         raise click.ClickException(str(exc)) from exc
     except AiwynAPIError as exc:
@@ -59,7 +63,7 @@ def uninstall(yes: bool) -> None:
         raise click.UsageError("this stops every delivery to this service; say --yes to confirm")
     try:
         settings, client = _connect()
-        steps = deactivate_ours(client, settings.callback_url)
+        steps = deactivate_ours(client, _owner(settings))
     except SettingsError as exc:
         raise click.ClickException(str(exc)) from exc
     except AiwynAPIError as exc:

@@ -1,19 +1,28 @@
 """Registration on start: reconcile the configured subscriptions with what Aiwyn has.
 
-``plan`` is a pure function of Aiwyn's state and the configuration: create the missing ones,
-update in place (same id) the ones whose URL, entity types or operations drifted or that
-were deactivated, deactivate the ones this service made but no longer configures, leave the
-rest. Ours are recognised by the name prefix AND our callback URL, so a subscription of
-another integration (or of another deployment of this service) is never touched.
+``plan`` is a pure function of Aiwyn's state, the configuration and who we are (``Owner``):
+create the missing ones, update in place (same id) the ones whose URL, entity types,
+operations or description drifted or that were deactivated, deactivate the ones this
+deployment made but no longer configures, leave the rest.
 
-Many processes may start at once; a Redis lock with an expiry lets one of them work at a
-time, and each re-reads the API's state after taking it, so the second finds what the first
-made and changes nothing.
+Ours are told by a mark at the end of the description, ``managed by aiwyn-receiver
+(instance <AIWYN_RECEIVER_INSTANCE>)``, written on every create and update: a name cannot
+tell two deployments sharing one Aiwyn account apart (both default to the same names), and
+our URL changes with PUBLIC_URL. One made before the mark existed is ours if it is unmarked,
+named with our prefix and delivers to our callback URL; the next update marks it. A
+subscription marked for another instance is never touched, whatever its name.
+
+Many processes may start at once; a Redis lock lets one of them work at a time, and each
+re-reads the API's state after taking it, so the second finds what the first made and
+changes nothing. The lock expires after the longest one API call can take (from the HTTP
+settings) and is renewed before every call, so it outlives a slow holder but not a dead one.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +35,7 @@ from receiver.secret_store import SecretStore
 log = logging.getLogger(__name__)
 
 LOCK_KEY = "aiwyn:lock:registration"
+_MARK = re.compile(r"managed by aiwyn-receiver \(instance ([^()]+)\)$")
 
 
 class RegistrationError(Exception):
@@ -46,13 +56,42 @@ class Step:
         return f"{self.action:10} {self.name} {self.subscription_id or '(new)'}" + (f"  {what}" if what else "")
 
 
-def desired(spec: SubscriptionSpec, callback_url: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Owner:
+    """This deployment, as Aiwyn's subscriptions can show it: its instance name and callback URL."""
+
+    instance: str
+    callback_url: str
+
+    @property
+    def mark(self) -> str:
+        return f"managed by aiwyn-receiver (instance {self.instance})"
+
+    def description(self, spec: SubscriptionSpec) -> str:
+        return f"{spec.description.rstrip()}; {self.mark}" if spec.description else self.mark
+
+    def marked(self, subscription: dict[str, Any]) -> bool:
+        return _instance_of(subscription) == self.instance
+
+    def owns(self, subscription: dict[str, Any]) -> bool:
+        """Ours: our mark, or (made before the mark) no mark at all, our name prefix and our callback URL."""
+        if _instance_of(subscription) is not None:
+            return self.marked(subscription)
+        return str(subscription.get("name", "")).startswith(OWNED_PREFIX) and subscription.get("url") == self.callback_url
+
+
+def _instance_of(subscription: dict[str, Any]) -> str | None:
+    found = _MARK.search(subscription.get("description") or "")
+    return found.group(1) if found else None
+
+
+def desired(spec: SubscriptionSpec, owner: Owner) -> dict[str, Any]:
     return {
         "name": spec.name,
-        "url": callback_url,
+        "url": owner.callback_url,
         "entityTypes": list(spec.entity_types),
         "operations": list(spec.operations),
-        "description": spec.description,
+        "description": owner.description(spec),
     }
 
 
@@ -62,47 +101,59 @@ def _differs(wanted: Any, actual: Any) -> bool:
     return wanted != actual
 
 
-def is_ours(subscription: dict[str, Any], callback_url: str) -> bool:
-    return str(subscription.get("name", "")).startswith(OWNED_PREFIX) and subscription.get("url") == callback_url
-
-
-def check_entity_types(specs: list[SubscriptionSpec], catalog: list[dict[str, Any]], source: str) -> None:
-    """Every configured entity type must be one Aiwyn offers (``*`` stands for all)."""
-    known = {entry.get("name") for entry in catalog}
+def check_catalog(specs: list[SubscriptionSpec], catalog: list[dict[str, Any]], source: str) -> None:
+    """Every configured entity type must be one Aiwyn offers (``*`` stands for all), with every configured operation."""
+    offered = {entry.get("name"): entry.get("operations") for entry in catalog}
     for spec in specs:
-        unknown = sorted(set(spec.entity_types) - known - {"*"})
+        unknown = sorted(set(spec.entity_types) - set(offered) - {"*"})
         if unknown:
-            raise RegistrationError(f"{source}: subscription {spec.name}: entity type(s) {', '.join(unknown)} unknown to Aiwyn (its catalog has {len(known)})")
+            raise RegistrationError(f"{source}: subscription {spec.name}: entity type(s) {', '.join(unknown)} unknown to Aiwyn (its catalog has {len(offered)})")
+        for entity_type in spec.entity_types:
+            operations = offered.get(entity_type)
+            if operations is None:  # "*", or a catalog entry that does not list its operations
+                continue
+            for operation in spec.operations:
+                if operation not in operations:
+                    raise RegistrationError(
+                        f"{source}: subscription {spec.name}: operation {operation} is not offered for entity type {entity_type}"
+                        f" (Aiwyn's catalog offers {', '.join(operations) or 'none'})"
+                    )
 
 
-def plan(existing: list[dict[str, Any]], specs: list[SubscriptionSpec], callback_url: str) -> list[Step]:
-    """What to do so that Aiwyn holds exactly the configured subscriptions of ours."""
+def plan(existing: list[dict[str, Any]], specs: list[SubscriptionSpec], owner: Owner) -> list[Step]:
+    """What to do so that Aiwyn holds exactly the configured subscriptions of ours (and nobody else's is touched)."""
+    ours = [sub for sub in existing if owner.owns(sub)]
     steps = []
-    matched: set[str] = set()
+    kept: set[str] = set()
     for spec in specs:
-        wanted = desired(spec, callback_url)
-        named = [sub for sub in existing if sub.get("name") == spec.name]
+        wanted = desired(spec, owner)
+        named = [sub for sub in ours if sub.get("name") == spec.name]
         if not named:
             steps.append(Step("create", spec.name, None, wanted))
             continue
-        # Prefer one already delivering to us, then an active one, then the newest.
-        named.sort(key=lambda sub: (sub.get("url") == callback_url, bool(sub.get("active")), sub.get("createdAt") or ""), reverse=True)
+        # Prefer a marked one, then one delivering to us, then an active one, then the newest.
+        named.sort(
+            key=lambda sub: (owner.marked(sub), sub.get("url") == owner.callback_url, bool(sub.get("active")), sub.get("createdAt") or ""),
+            reverse=True,
+        )
         current = named[0]
-        matched.add(current["id"])
+        kept.add(current["id"])
         drift = {key: value for key, value in wanted.items() if _differs(value, current.get(key))}
         if not current.get("active"):
             drift["active"] = True
         steps.append(Step("update" if drift else "unchanged", spec.name, current["id"], drift))
-    for sub in existing:
-        if sub["id"] not in matched and sub.get("active") and is_ours(sub, callback_url):
+    for sub in ours:
+        if sub["id"] not in kept and sub.get("active"):
             steps.append(Step("deactivate", sub["name"], sub["id"], {}))
     return steps
 
 
-def apply(client: AiwynClient, steps: list[Step]) -> list[Step]:
+def apply(client: AiwynClient, steps: list[Step], before_call: Callable[[], object] = lambda: None) -> list[Step]:
     """Carry the plan out; returns the steps with the ids of created subscriptions."""
     done = []
     for step in steps:
+        if step.action != "unchanged":
+            before_call()
         if step.action == "create":
             step = Step("create", step.name, client.create_subscription(step.changes)["id"], step.changes)
         elif step.action == "update":
@@ -118,27 +169,31 @@ def register_subscriptions(
     client: AiwynClient,
     redis_client: redis.Redis,
     specs: list[SubscriptionSpec],
-    callback_url: str,
+    owner: Owner,
     store: SecretStore,
     *,
     source: str = "the subscriptions file",
     dry_run: bool = False,
-    lock_timeout: int = 120,
 ) -> list[Step]:
     """Reconcile under the lock, then share the active subscriptions' secrets through Redis."""
-    check_entity_types(specs, client.catalog(), source)
-    with redis_client.lock(LOCK_KEY, timeout=lock_timeout, blocking_timeout=lock_timeout + 30):
-        steps = plan(client.list_subscriptions(include_inactive=True), specs, callback_url)
+    check_catalog(specs, client.catalog(), source)
+    # The lock must outlive the slowest single call, so it is renewed before each one; a waiter
+    # gives up after the slowest whole run (a list, a write and a secret per subscription, some to spare).
+    longest = client.longest_call
+    lock = redis_client.lock(LOCK_KEY, timeout=longest, blocking_timeout=longest * (3 + 2 * len(specs)))
+    with lock:
+        steps = plan(client.list_subscriptions(include_inactive=True), specs, owner)
         if dry_run:
             return steps
-        steps = apply(client, steps)
+        steps = apply(client, steps, lock.reacquire)
         for step in steps:
             if step.action != "deactivate":
+                lock.reacquire()
                 store.store(step.subscription_id, client.signing_secrets(step.subscription_id))
     return steps
 
 
-def deactivate_ours(client: AiwynClient, callback_url: str) -> list[Step]:
+def deactivate_ours(client: AiwynClient, owner: Owner) -> list[Step]:
     """The uninstall: stop every delivery of ours (a deliberate command, never part of a restart)."""
-    steps = [Step("deactivate", sub["name"], sub["id"], {}) for sub in client.list_subscriptions(include_inactive=False) if is_ours(sub, callback_url)]
+    steps = [Step("deactivate", sub["name"], sub["id"], {}) for sub in client.list_subscriptions(include_inactive=False) if owner.owns(sub)]
     return apply(client, steps)

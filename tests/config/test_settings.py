@@ -100,6 +100,30 @@ def test_public_url_must_be_https_but_on_loopback_in_development(url: str, allow
             settings.callback_url  # noqa: B018
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        pytest.param("https:///webhooks", id="no-hostname"),
+        pytest.param("https://:8443", id="port-only"),
+        pytest.param("hooks.example.com", id="no-scheme"),
+        pytest.param("https://hooks.example.com/?a=1", id="query"),
+        pytest.param("https://hooks.example.com/?", id="empty-query"),
+        pytest.param("https://hooks.example.com/#x", id="fragment"),
+    ],
+)
+def test_public_url_needs_a_hostname_and_no_query_or_fragment(url: str) -> None:
+    with pytest.raises(SettingsError, match="PUBLIC_URL: must"):
+        from_env({"PUBLIC_URL": url})
+
+
+def test_the_instance_names_the_deployment() -> None:
+    assert from_env({}).instance == "default"
+    assert from_env({"AIWYN_RECEIVER_INSTANCE": "eu-prod.2"}).instance == "eu-prod.2"
+    for bad in ("two words", "x" * 41, "a(b)"):
+        with pytest.raises(SettingsError, match="AIWYN_RECEIVER_INSTANCE"):
+            from_env({"AIWYN_RECEIVER_INSTANCE": bad})
+
+
 def test_the_callback_token_is_a_path_segment_and_never_echoed() -> None:
     settings = from_env({"PUBLIC_URL": "https://h.example", "AIWYN_RECEIVER_CALLBACK_TOKEN": "t0ken-of-24-characters__"})
     assert settings.callback_url == "https://h.example/webhooks/aiwyn/t0ken-of-24-characters__"

@@ -26,6 +26,7 @@ pytestmark = pytest.mark.e2e
 NGINX = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None)
 # nginx listens on another loopback address than gunicorn, as a public address would be.
 EDGE = "127.0.0.2"
+TOKEN = "edge-token-" + uuid.uuid4().hex
 
 
 def self_signed(directory: Path) -> tuple[Path, Path]:
@@ -50,7 +51,8 @@ def start_nginx(directory: Path, port: int, upstream: str, cert: Path, key: Path
     """nginx in the foreground with the project's server block (deploy/), rendered for loopback."""
     server = (ROOT / "deploy" / "nginx-aiwyn-receiver.conf").read_text()
     for placeholder, value in {"__LISTEN__": f"{EDGE}:{port}", "__SERVER_NAME__": EDGE, "__CERTIFICATE__": str(cert),
-                               "__CERTIFICATE_KEY__": str(key), "__UPSTREAM__": upstream}.items():  # fmt: skip
+                               "__CERTIFICATE_KEY__": str(key), "__UPSTREAM__": upstream,
+                               "__ACCESS_LOG__": str(directory / "server-access.log")}.items():  # fmt: skip
         server = server.replace(placeholder, value)
     (directory / "server.conf").write_text(server)
     temp = {name: directory / name for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi")}
@@ -71,13 +73,15 @@ def start_nginx(directory: Path, port: int, upstream: str, cert: Path, key: Path
 @pytest.fixture(scope="module")
 def behind_nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, str, Path]]:
     if NGINX is None:
+        if os.environ.get("CI"):  # CI installs nginx: a missing one there is a broken CI, not a skip
+            pytest.fail("nginx is not installed, and CI is set (.ci/run installs it)")
         pytest.skip("nginx is not installed (apt-get install nginx; .ci/run installs it)")
     directory = tmp_path_factory.mktemp("nginx")
     cert, key = self_signed(directory)
     port = free_port()
     public = f"https://{EDGE}:{port}"
     with throwaway_database("sqlite", directory) as database_url:
-        stack = start_stack(directory, database_url, PUBLIC_URL=public, AIWYN_RECEIVER_ALLOW_HTTP="0",
+        stack = start_stack(directory, database_url, PUBLIC_URL=public, AIWYN_RECEIVER_ALLOW_HTTP="0", AIWYN_RECEIVER_CALLBACK_TOKEN=TOKEN,
                             AIWYN_RECEIVER_TRUSTED_PROXY_HOPS="1", EMULATOR_TLS_CA_FILE=str(cert))  # fmt: skip
         (directory / "edge").mkdir()
         nginx = start_nginx(directory / "edge", port, f"127.0.0.1:{stack.env['PORT']}", cert, key)
@@ -90,7 +94,7 @@ def behind_nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sta
 
 def test_deliveries_arrive_over_https_through_nginx(behind_nginx: tuple[Stack, str, Path]) -> None:
     stack, public, cert = behind_nginx
-    assert stack.subscription()["url"] == f"{public}/webhooks/aiwyn"
+    assert stack.subscription()["url"] == f"{public}/webhooks/aiwyn/{TOKEN}"
     ref = {"system": "erp", "id": f"C-{uuid.uuid4().hex[:8]}"}
     record_id = stack.records("POST", {"type": "client", "systemRef": ref, "attributes": {"name": "Edge LLP"}}).json()["data"]["records"][0]["id"]
     row = wait_for(lambda: stack.mirror(record_id), what="the client, delivered through nginx")
@@ -98,13 +102,22 @@ def test_deliveries_arrive_over_https_through_nginx(behind_nginx: tuple[Stack, s
     assert all(a["status"] == 202 for a in stack.deliveries())
     # The log shows the address nginx saw, from its X-Forwarded-For: a value forged by the
     # sender is left of it and ignored, since only one proxy hop is trusted.
-    answer = httpx.post(f"{public}/webhooks/aiwyn", content=b"{}", headers={"Content-Type": "application/json", "X-Forwarded-For": "203.0.113.66"},
+    answer = httpx.post(f"{public}/webhooks/aiwyn/{TOKEN}", content=b"{}", headers={"Content-Type": "application/json", "X-Forwarded-For": "203.0.113.66"},
                         verify=ssl.create_default_context(cafile=cert))  # fmt: skip
     assert answer.status_code == 401
     rejected = [line for line in stack.logs().splitlines() if "webhook rejected" in line]
     assert rejected and "client=127.0.0.1" in rejected[-1] and "203.0.113.66" not in stack.logs()
     # Whatever reaches gunicorn has passed the proxy: the address in its header is the one logged.
-    direct = httpx.post(f"http://127.0.0.1:{stack.env['PORT']}/webhooks/aiwyn", content=b"{}", headers={"Content-Type": "application/json", "X-Forwarded-For": "198.51.100.7"})
+    direct = httpx.post(f"http://127.0.0.1:{stack.env['PORT']}/webhooks/aiwyn/{TOKEN}", content=b"{}", headers={"Content-Type": "application/json", "X-Forwarded-For": "198.51.100.7"})
     assert direct.status_code == 401
     assert any("webhook rejected" in line and "client=198.51.100.7" in line for line in stack.logs().splitlines())
     assert httpx.get(f"{public}/metrics-or-anything", verify=ssl.create_default_context(cafile=cert)).status_code == 404  # only the webhook and readiness
+
+
+def test_nginx_logs_the_webhook_path_without_the_callback_token(behind_nginx: tuple[Stack, str, Path]) -> None:
+    stack, public, cert = behind_nginx
+    for path in (f"/webhooks/aiwyn/{TOKEN}", f"/webhooks//aiwyn/{TOKEN}", f"/webhooks/%61iwyn/{TOKEN}?x=1"):
+        httpx.post(public + path, content=b"{}", headers={"Content-Type": "application/json"}, verify=ssl.create_default_context(cafile=cert))
+    access_log = wait_for(lambda: (text := (stack.directory / "edge" / "server-access.log").read_text()).count("/webhooks/aiwyn/[token]") >= 3 and text,
+                          timeout=10, what="nginx's access log lines")  # fmt: skip
+    assert TOKEN not in access_log and '"POST /webhooks/aiwyn/[token] HTTP/1.1" 401' in access_log
