@@ -195,7 +195,7 @@ def run_handler(runtime: WorkerRuntime, handler: str, event_ids: Sequence[str], 
     for position, event_id in enumerate(event_ids):
         if shutdown.stopping.is_set():
             rest = list(event_ids[position:])
-            _enqueue_runs(runtime, handler, rest, mode)
+            enqueue_runs(runtime, handler, rest, mode)
             log.info("stopping: %d event(s) of handler %s handed to another job", len(rest), handler)
             break
         outcomes[event_id] = run_one(runtime, registration, deliveries.get(event_id), mode)
@@ -241,15 +241,20 @@ def _record_failure(runtime: WorkerRuntime, registration: Registration, policy: 
             return "lease lost"
     if final:
         log.error("handler %s on event %s failed for good after %d attempt(s): %s", registration.name, event_id, attempt, error)
-        # A redelivery of this event must be queued again, to re-run the failed handler.
-        runtime.redis.delete(seen_key(event_id))
+        gave_up(runtime, event_id)
         return runs.FAILED
     log.warning("handler %s on event %s failed (attempt %d of %d), retry at %s: %s", registration.name, event_id, attempt, policy.attempts, retry_at.isoformat(timespec="seconds"), error)
     runtime.queue.enqueue_at(retry_at, RUN_HANDLER, registration.name, [event_id], "retry", job_timeout=int(policy.timeout) + 60)
     return runs.RETRYING
 
 
-def _enqueue_runs(runtime: WorkerRuntime, handler: str, event_ids: list[str], mode: str = "new") -> None:
+def gave_up(runtime: WorkerRuntime, event_id: str) -> None:
+    """A handler failed for good on this event: a redelivery of it must be queued again, to re-run it."""
+    runtime.redis.delete(seen_key(event_id))
+
+
+def enqueue_runs(runtime: WorkerRuntime, handler: str, event_ids: list[str], mode: str = "new") -> None:
+    """Queue one job that runs this handler on these events (see ``run_handler`` for ``mode``)."""
     registration = runtime.registry.get(handler)
     timeout = policy_for(runtime, registration).timeout if registration else runtime.settings.handler_timeout
     runtime.queue.enqueue_call(
@@ -264,4 +269,4 @@ def _enqueue_runs(runtime: WorkerRuntime, handler: str, event_ids: list[str], mo
 def enqueue_follow_ups(runtime: WorkerRuntime, follow_ups: FollowUps) -> None:
     """One RQ job per handler and batch: RQ's bookkeeping is paid per batch, not per event."""
     for handler, event_ids in follow_ups.runs.items():
-        _enqueue_runs(runtime, handler, event_ids)
+        enqueue_runs(runtime, handler, event_ids)
