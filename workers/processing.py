@@ -67,6 +67,7 @@ class FollowUps:
     """Handler runs to queue once the batch is committed: handler name -> event ids."""
 
     runs: dict[str, list[str]] = field(default_factory=dict)
+    claimed_at: datetime | None = None  # the batch's (see ``run_handler``)
 
     def add(self, handler: str, event_id: str) -> None:
         self.runs.setdefault(handler, []).append(event_id)
@@ -76,9 +77,17 @@ class FollowUps:
             self.runs.setdefault(handler, []).extend(event_ids)
 
 
-def process_batch(runtime: WorkerRuntime, raw: Iterable[tuple[str, str, bytes]]) -> FollowUps:
-    """Commit a batch; if one event in it breaks the transaction, commit the others one by one."""
-    deliveries = parse(raw)
+def process_batch(runtime: WorkerRuntime, raw: Iterable[tuple[str, str, bytes]], claimed_at: datetime | None = None) -> FollowUps:
+    """Commit a batch; if one event in it breaks the transaction, commit the others one by one.
+
+    ``claimed_at``: when the batch was first claimed from Redis (``Batch.claimed_at``).
+    """
+    follow_ups = _process(runtime, parse(raw))
+    follow_ups.claimed_at = claimed_at
+    return follow_ups
+
+
+def _process(runtime: WorkerRuntime, deliveries: Sequence[Delivery]) -> FollowUps:
     try:
         follow_ups = _commit(runtime, deliveries)
     except SQLAlchemyError as exc:
@@ -89,7 +98,7 @@ def process_batch(runtime: WorkerRuntime, raw: Iterable[tuple[str, str, bytes]])
         log.warning("a batch of %d failed (%s); committing its events one by one", len(deliveries), type(exc).__name__)
         follow_ups = FollowUps()
         for delivery in deliveries:
-            follow_ups.merge(process_batch(runtime, [(delivery.event_id, delivery.subscription_id, delivery.body)]))
+            follow_ups.merge(_process(runtime, [delivery]))
     return follow_ups
 
 
@@ -181,11 +190,13 @@ def policy_for(runtime: WorkerRuntime, registration: Registration) -> Policy:
     )
 
 
-def run_handler(runtime: WorkerRuntime, handler: str, event_ids: Sequence[str], mode: str = "new") -> dict[str, str]:
+def run_handler(runtime: WorkerRuntime, handler: str, event_ids: Sequence[str], mode: str = "new", claimed_at: datetime | None = None) -> dict[str, str]:
     """Run one handler on these events, each on its own; returns the outcome per event id.
 
     ``mode`` says why (``new``, ``retry``, ``replay``: see ``runs.CLAIMABLE``), which decides
-    which of the runs it may take.
+    which of the runs it may take. A ``new`` job also re-runs a failed run, but only one that
+    failed before ``claimed_at`` (its batch's): a redelivery after the failure, not another
+    job for the delivery that failed (a retaken batch, a follow-up queued twice).
     """
     registration = runtime.registry.get(handler)
     if registration is None:
@@ -195,20 +206,20 @@ def run_handler(runtime: WorkerRuntime, handler: str, event_ids: Sequence[str], 
     for position, event_id in enumerate(event_ids):
         if shutdown.stopping.is_set():
             rest = list(event_ids[position:])
-            enqueue_runs(runtime, handler, rest, mode)
+            enqueue_runs(runtime, handler, rest, mode, claimed_at)
             log.info("stopping: %d event(s) of handler %s handed to another job", len(rest), handler)
             break
-        outcomes[event_id] = run_one(runtime, registration, deliveries.get(event_id), mode)
+        outcomes[event_id] = run_one(runtime, registration, deliveries.get(event_id), mode, claimed_at)
     return outcomes
 
 
-def run_one(runtime: WorkerRuntime, registration: Registration, delivery: Delivery | None, mode: str = "new") -> str:
+def run_one(runtime: WorkerRuntime, registration: Registration, delivery: Delivery | None, mode: str = "new", claimed_at: datetime | None = None) -> str:
     """Claim, run under the time limit, and record one handler's run on one event."""
     if delivery is None or delivery.event is None:
         return "unknown"
     event = delivery.event
     policy = policy_for(runtime, registration)
-    claimed = runs.claim(runtime.engine, event.id, registration.name, lease_seconds=policy.timeout + 60, mode=mode)
+    claimed = runs.claim(runtime.engine, event.id, registration.name, lease_seconds=policy.timeout + 60, mode=mode, failed_before=claimed_at)
     if claimed is None:
         return "not claimable"  # done, discarded, or running elsewhere
     try:
@@ -253,13 +264,13 @@ def gave_up(runtime: WorkerRuntime, event_id: str) -> None:
     runtime.redis.delete(seen_key(event_id))
 
 
-def enqueue_runs(runtime: WorkerRuntime, handler: str, event_ids: list[str], mode: str = "new") -> None:
+def enqueue_runs(runtime: WorkerRuntime, handler: str, event_ids: list[str], mode: str = "new", claimed_at: datetime | None = None) -> None:
     """Queue one job that runs this handler on these events (see ``run_handler`` for ``mode``)."""
     registration = runtime.registry.get(handler)
     timeout = policy_for(runtime, registration).timeout if registration else runtime.settings.handler_timeout
     runtime.queue.enqueue_call(
         RUN_HANDLER,
-        args=(handler, event_ids, mode),
+        args=(handler, event_ids, mode, claimed_at),
         timeout=int(len(event_ids) * (timeout + 5)) + 60,
         retry=runtime.job_retry,
         description=f"handler {handler} on {len(event_ids)} event(s)",
@@ -269,4 +280,4 @@ def enqueue_runs(runtime: WorkerRuntime, handler: str, event_ids: list[str], mod
 def enqueue_follow_ups(runtime: WorkerRuntime, follow_ups: FollowUps) -> None:
     """One RQ job per handler and batch: RQ's bookkeeping is paid per batch, not per event."""
     for handler, event_ids in follow_ups.runs.items():
-        enqueue_runs(runtime, handler, event_ids)
+        enqueue_runs(runtime, handler, event_ids, "new", follow_ups.claimed_at)

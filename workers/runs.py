@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Engine, and_, or_, select, update
 from sqlalchemy.orm import Session
@@ -32,7 +33,7 @@ DONE = (SUCCEEDED, SKIPPED, DISCARDED)
 # Which runs a job may take, by why it runs. A run left "running" by a dead worker (its lease
 # passed) may be taken by any of them.
 CLAIMABLE = {
-    "new": (PENDING, FAILED),  # a batch's follow-up job; FAILED: a redelivery re-runs what failed
+    "new": (PENDING,),  # a batch's follow-up job (and FAILED before the batch: see ``claim``)
     "retry": (RETRYING,),  # the scheduled next attempt
     "replay": (FAILED,),  # an operator's replay from the failed list
 }
@@ -42,11 +43,12 @@ def now_for(session_or_engine: Session | Engine) -> datetime:
     return db_time(datetime.now(UTC), bind.dialect.name)
 
 
-def _claimable(now: datetime, statuses: Sequence[str]):  # noqa: ANN202 - a SQL condition
+def _claimable(now: datetime, statuses: Sequence[str], *more: Any):  # noqa: ANN202 - a SQL condition
     # Equalities, not IN: an IN list is an "expanding" parameter, which executemany refuses.
     return or_(
         *(HandlerRun.status == status for status in statuses),
         and_(HandlerRun.status == RUNNING, HandlerRun.lease_until < now),
+        *more,
     )
 
 
@@ -98,14 +100,20 @@ class Claim:
     attempt: int  # this one, counting from 1
 
 
-def claim(engine: Engine, event_id: str, handler: str, lease_seconds: float, mode: str = "new") -> Claim | None:
-    """Take the run for this worker, in a transaction of its own; None when it is not to be taken."""
+def claim(engine: Engine, event_id: str, handler: str, lease_seconds: float, mode: str = "new", failed_before: datetime | None = None) -> Claim | None:
+    """Take the run for this worker, in a transaction of its own; None when it is not to be taken.
+
+    ``failed_before``: a failed run is taken too if it failed before then (a redelivery).
+    """
     token = uuid.uuid4().hex
     now = now_for(engine)
+    more = []
+    if failed_before is not None:
+        more.append(and_(HandlerRun.status == FAILED, HandlerRun.updated_at < db_time(failed_before, engine.dialect.name)))
     with Session(engine) as session, session.begin():
         attempt = session.scalar(
             update(HandlerRun)
-            .where(HandlerRun.event_id == event_id, HandlerRun.handler == handler, _claimable(now, CLAIMABLE[mode]))
+            .where(HandlerRun.event_id == event_id, HandlerRun.handler == handler, _claimable(now, CLAIMABLE[mode], *more))
             .values(
                 status=RUNNING,
                 lease_token=token,

@@ -6,6 +6,7 @@ import sys
 import threading
 import time
 import types
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
@@ -14,11 +15,12 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from config import Settings
-from config.job_contract import seen_key
+from config.job_contract import deliveries_key, pack_delivery, seen_key
 from receiver.delivery_queue import DeliveryQueue, Enqueued
 from tests.events import event_body
 from tests.workers.conftest import MakeRuntime, deliver, ledger_row, run_row, statuses
 from workers import processing, shutdown
+from workers.delivery_batches import DeliveryBatches
 from workers.discovery import HandlerLoadError, load_registry
 from workers.events import Event
 from workers.handlers import DoNotRetry, handler
@@ -216,10 +218,45 @@ def test_a_stop_request_hands_the_rest_of_a_handler_job_over(make_runtime: MakeR
     runtime = make_runtime(registry_of(slow=(slow, {})))
     try:
         follow_ups = deliver(runtime, *[(f"evt_{i}", event_body(f"evt_{i}", record_id=f"rec_{i}")) for i in range(3)], run_follow_ups=False)
-        outcomes = processing.run_handler(runtime, "slow", follow_ups.runs["slow"])
+        outcomes = processing.run_handler(runtime, "slow", follow_ups.runs["slow"], "new", follow_ups.claimed_at)
     finally:
         shutdown.stopping.clear()
     assert outcomes == {"evt_0": "succeeded"}
     [job] = runtime.queue.jobs
-    assert job.args == ("slow", ["evt_1", "evt_2"], "new")
+    assert job.args == ("slow", ["evt_1", "evt_2"], "new", follow_ups.claimed_at)
     assert statuses(engine, "slow") == {"evt_0": "succeeded", "evt_1": "pending", "evt_2": "pending"}
+
+
+def test_a_second_job_for_the_delivery_that_failed_does_not_run_the_handler_again(make_runtime: MakeRuntime, engine: sqlalchemy.Engine) -> None:
+    calls: list[str] = []
+
+    def refuses(event: Event, session: Session) -> None:
+        calls.append(event.id)
+        raise DoNotRetry("no")
+
+    runtime = make_runtime(registry_of(refuses=(refuses, {})))
+    claimed_at = datetime.now(UTC)
+    raw = [("evt_1", "sub_1", event_body("evt_1"))]
+    follow_ups = processing.process_batch(runtime, raw, claimed_at)
+    processing.run_handler(runtime, "refuses", follow_ups.runs["refuses"], "new", claimed_at)
+    assert run_row(engine, "evt_1", "refuses").status == "failed"
+    # The same follow-up job queued twice, and the batch taken over after its lease: its claim time stays.
+    again = processing.process_batch(runtime, raw, claimed_at)
+    for _ in range(2):
+        assert processing.run_handler(runtime, "refuses", again.runs["refuses"], "new", claimed_at) == {"evt_1": "not claimable"}
+    assert calls == ["evt_1"]
+    # A redelivery, claimed after the failure, runs it again.
+    deliver(runtime, ("evt_1", event_body("evt_1")))
+    assert calls == ["evt_1", "evt_1"]
+
+
+def test_a_batch_taken_over_keeps_the_time_it_was_first_claimed(settings: Settings, redis_client: redis.Redis) -> None:
+    batches = DeliveryBatches(settings, redis_client, lease_seconds=60)
+    redis_client.rpush(deliveries_key(settings.queue_name), pack_delivery("evt_1", "sub_1", b"{}"))
+    before = datetime.now(UTC)
+    first = batches.claim(10)
+    assert before - timedelta(seconds=1) < first.claimed_at <= datetime.now(UTC)
+    batches.abandon(first, retry_in=0)
+    time.sleep(1.1)  # the abandon takes Redis' whole seconds
+    taken_over = batches.claim(10)
+    assert (taken_over.key, taken_over.claimed_at) == (first.key, first.claimed_at)
