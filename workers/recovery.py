@@ -40,7 +40,7 @@ def requeue_stuck_runs(runtime: WorkerRuntime, limit: int = SWEEP_LIMIT) -> int:
     now = runs.now_for(engine)
     with Session(engine) as session:
         found = session.execute(
-            select(HandlerRun.event_id, HandlerRun.handler, HandlerRun.status, HandlerRun.attempts)
+            select(HandlerRun.event_id, HandlerRun.handler, HandlerRun.status, HandlerRun.attempts - HandlerRun.attempt_base)
             .where(_stuck(now, grace))
             .order_by(HandlerRun.updated_at)
             .limit(limit)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, or_, select, update
+from sqlalchemy import Engine, and_, case, or_, select, update
 from sqlalchemy.orm import Session
 
 from workers.database import dialect_insert, execute_many
@@ -97,7 +97,7 @@ def claim_batch(session: Session, handler: str, event_ids: Sequence[str]) -> set
 @dataclass(frozen=True)
 class Claim:
     token: str
-    attempt: int  # this one, counting from 1
+    attempt: int  # this one, counting from 1 since the run was last replayed or redelivered
 
 
 def claim(engine: Engine, event_id: str, handler: str, lease_seconds: float, mode: str = "new", failed_before: datetime | None = None) -> Claim | None:
@@ -119,10 +119,12 @@ def claim(engine: Engine, event_id: str, handler: str, lease_seconds: float, mod
                 lease_token=token,
                 lease_until=now + timedelta(seconds=lease_seconds),
                 attempts=HandlerRun.attempts + 1,
+                # A replay or a redelivery starts a fresh set of attempts; the total stays.
+                attempt_base=case((HandlerRun.status == FAILED, HandlerRun.attempts), else_=HandlerRun.attempt_base),
                 next_attempt_at=None,
                 updated_at=now,
             )
-            .returning(HandlerRun.attempts)
+            .returning(HandlerRun.attempts - HandlerRun.attempt_base)
         )
     return None if attempt is None else Claim(token, attempt)
 

@@ -19,7 +19,7 @@ from config.job_contract import deliveries_key, pack_delivery, seen_key
 from receiver.delivery_queue import DeliveryQueue, Enqueued
 from tests.events import event_body
 from tests.workers.conftest import MakeRuntime, deliver, ledger_row, run_row, statuses
-from workers import processing, shutdown
+from workers import failed, processing, shutdown
 from workers.delivery_batches import DeliveryBatches
 from workers.discovery import HandlerLoadError, load_registry
 from workers.events import Event
@@ -260,3 +260,20 @@ def test_a_batch_taken_over_keeps_the_time_it_was_first_claimed(settings: Settin
     time.sleep(1.1)  # the abandon takes Redis' whole seconds
     taken_over = batches.claim(10)
     assert (taken_over.key, taken_over.claimed_at) == (first.key, first.claimed_at)
+
+
+def test_a_replay_gets_a_fresh_set_of_attempts(make_runtime: MakeRuntime, engine: sqlalchemy.Engine) -> None:
+    def hopeless(event: Event, session: Session) -> None:
+        raise ConnectionError("still down")
+
+    runtime = make_runtime(registry_of(hopeless=(hopeless, {"attempts": 2})))
+    deliver(runtime, ("evt_1", event_body("evt_1")))
+    processing.run_handler(runtime, "hopeless", ["evt_1"], "retry")
+    assert (run_row(engine, "evt_1", "hopeless").status, run_row(engine, "evt_1", "hopeless").attempts) == ("failed", 2)
+    [failed_run] = failed.find(engine, failed.Filter())
+    assert failed.replay(runtime, [failed_run]) == {"retrying": 1}  # one transient error is not the end
+    run = run_row(engine, "evt_1", "hopeless")
+    assert (run.status, run.attempts, run.attempt_base) == ("retrying", 3, 2)
+    processing.run_handler(runtime, "hopeless", ["evt_1"], "retry")
+    run = run_row(engine, "evt_1", "hopeless")
+    assert (run.status, run.attempts, run.attempt_base) == ("failed", 4, 2)
