@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, case, or_, select, update
+from sqlalchemy import Engine, and_, case, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from workers.database import dialect_insert, execute_many
@@ -156,29 +156,27 @@ def finish(
 
 
 def settle(session: Session, event_ids: Iterable[str]) -> None:
-    """Set each event's ledger status from its runs: failed if one gave up, processed when all are done."""
+    """Set each event's ledger status from its runs: failed if one gave up, processed when all are done.
+
+    Two handlers of one event finishing at once both settle it: the ledger rows are locked
+    first (PostgreSQL), and the status is computed inside the UPDATE (SQLite takes its write
+    lock there), so the last one to write has read both outcomes.
+    """
     ids = sorted(set(event_ids))
     if not ids:
         return
-    statuses: dict[str, list[str]] = {event_id: [] for event_id in ids}
-    for event_id, status in session.execute(
-        select(HandlerRun.event_id, HandlerRun.status).where(HandlerRun.event_id.in_(ids))
-    ):
-        statuses[event_id].append(status)
+    session.execute(select(LedgerEntry.event_id).where(LedgerEntry.event_id.in_(ids)).order_by(LedgerEntry.event_id).with_for_update())
     now = now_for(session)
-    by_status: dict[str, list[str]] = {}
-    for event_id, runs in statuses.items():
-        if FAILED in runs:
-            overall = "failed"
-        elif all(status in DONE for status in runs):
-            overall = "processed"
-        else:
-            overall = "pending"
-        by_status.setdefault(overall, []).append(event_id)
-    for overall, members in by_status.items():
-        values = {"status": overall}
-        if overall == "processed":
-            values["processed_at"] = now
-        session.execute(
-            update(LedgerEntry).where(LedgerEntry.event_id.in_(members), LedgerEntry.status != "invalid").values(**values)
+
+    def any_run(*where: Any):  # noqa: ANN202 - a SQL condition
+        return exists().where(HandlerRun.event_id == LedgerEntry.event_id, *where)
+
+    failed, undone = any_run(HandlerRun.status == FAILED), any_run(HandlerRun.status.not_in(DONE))
+    session.execute(
+        update(LedgerEntry)
+        .where(LedgerEntry.event_id.in_(ids), LedgerEntry.status != "invalid")
+        .values(
+            status=case((failed, "failed"), (undone, "pending"), else_="processed"),
+            processed_at=case((or_(failed, undone), LedgerEntry.processed_at), else_=now),
         )
+    )

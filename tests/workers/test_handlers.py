@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import redis
 import sqlalchemy
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
 from config import Settings
@@ -19,12 +19,12 @@ from config.job_contract import deliveries_key, pack_delivery, seen_key
 from receiver.delivery_queue import DeliveryQueue, Enqueued
 from tests.events import event_body
 from tests.workers.conftest import MakeRuntime, deliver, ledger_row, run_row, statuses
-from workers import failed, processing, shutdown
+from workers import failed, processing, runs, shutdown
 from workers.delivery_batches import DeliveryBatches
 from workers.discovery import HandlerLoadError, load_registry
 from workers.events import Event
 from workers.handlers import DoNotRetry, handler
-from workers.models import MirroredRecord
+from workers.models import HandlerRun, MirroredRecord
 from workers.registry import HandlerRegistry, default_registry
 
 
@@ -277,3 +277,40 @@ def test_a_replay_gets_a_fresh_set_of_attempts(make_runtime: MakeRuntime, engine
     processing.run_handler(runtime, "hopeless", ["evt_1"], "retry")
     run = run_row(engine, "evt_1", "hopeless")
     assert (run.status, run.attempts, run.attempt_base) == ("failed", 4, 2)
+
+
+def test_two_handlers_of_one_event_settling_at_once_leave_it_processed(make_runtime: MakeRuntime, engine: sqlalchemy.Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    runtime = make_runtime(registry_of(a=(lambda e, s: None, {}), b=(lambda e, s: None, {})))
+    deliver(runtime, ("evt_1", event_body("evt_1")), run_follow_ups=False)
+
+    def mark(handler: str, status: str) -> None:
+        with Session(engine) as session, session.begin():
+            session.execute(update(HandlerRun).where(HandlerRun.handler == handler).values(status=status))
+
+    def settle() -> None:
+        with Session(engine) as session, session.begin():
+            runs.settle(session, ["evt_1"])
+
+    paused, resume = threading.Event(), threading.Event()
+    now_for = runs.now_for
+
+    def slow_now_for(bind: object) -> object:
+        if threading.current_thread().name == "first":  # between reading the runs and writing the ledger
+            paused.set()
+            resume.wait(5)
+        return now_for(bind)
+
+    monkeypatch.setattr(runs, "now_for", slow_now_for)
+    mark("a", "succeeded")
+    mark("b", "running")
+    first = threading.Thread(target=settle, name="first")  # a's worker settles while b still runs
+    first.start()
+    assert paused.wait(5)
+    mark("b", "succeeded")
+    second = threading.Thread(target=settle, name="second")  # b's worker settles
+    second.start()
+    second.join(1)  # with the row locked, it waits for the first
+    resume.set()
+    first.join(5)
+    second.join(5)
+    assert ledger_row(engine, "evt_1").status == "processed"
