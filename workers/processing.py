@@ -39,10 +39,6 @@ class _LeaseLost(Exception):
     pass
 
 
-class HandlerMissing(Exception):
-    """A job names a handler this worker does not have (deployed workers disagree)."""
-
-
 def is_outage(exc: BaseException) -> bool:
     """Errors that say the database is unreachable or busy, not that an event is bad: retry all."""
     return isinstance(exc, (OperationalError, InterfaceError))
@@ -199,8 +195,9 @@ def run_handler(runtime: WorkerRuntime, handler: str, event_ids: Sequence[str], 
     job for the delivery that failed (a retaken batch, a follow-up queued twice).
     """
     registration = runtime.registry.get(handler)
-    if registration is None:
-        raise HandlerMissing(f"handler {handler} is not registered in this worker")
+    if registration is None:  # deployed workers disagree: fail the runs visibly, to replay once fixed
+        reason = f"handler {handler} is not registered in the worker that took its job"
+        return {e: _fail_unrunnable(runtime, handler, e, reason, mode, claimed_at) for e in event_ids}
     deliveries = load_deliveries(runtime, event_ids)
     outcomes: dict[str, str] = {}
     for position, event_id in enumerate(event_ids):
@@ -215,8 +212,11 @@ def run_handler(runtime: WorkerRuntime, handler: str, event_ids: Sequence[str], 
 
 def run_one(runtime: WorkerRuntime, registration: Registration, delivery: Delivery | None, mode: str = "new", claimed_at: datetime | None = None) -> str:
     """Claim, run under the time limit, and record one handler's run on one event."""
-    if delivery is None or delivery.event is None:
-        return "unknown"
+    if delivery is None:
+        return "unknown"  # no ledger row, hence no run row either: they are written together
+    if delivery.event is None:  # e.g. a stricter parser since it was stored
+        reason = f"the stored payload no longer parses: {delivery.problem}"
+        return _fail_unrunnable(runtime, registration.name, delivery.event_id, reason, mode, claimed_at)
     event = delivery.event
     policy = policy_for(runtime, registration)
     claimed = runs.claim(runtime.engine, event.id, registration.name, lease_seconds=policy.timeout + 60, mode=mode, failed_before=claimed_at)
@@ -240,6 +240,19 @@ def run_one(runtime: WorkerRuntime, registration: Registration, delivery: Delive
         runs.settle(session, [event.id])
     log.info("handler %s on event %s: %s", registration.name, event.id, outcome)
     return outcome
+
+
+def _fail_unrunnable(runtime: WorkerRuntime, handler: str, event_id: str, reason: str, mode: str, claimed_at: datetime | None) -> str:
+    """A run that cannot even start goes to the failed list at once, with the reason, to replay once fixed."""
+    claimed = runs.claim(runtime.engine, event_id, handler, lease_seconds=60, mode=mode, failed_before=claimed_at)
+    if claimed is None:
+        return "not claimable"
+    with Session(runtime.engine) as session, session.begin():
+        runs.finish(session, event_id, handler, claimed.token, runs.FAILED, reason)
+        runs.settle(session, [event_id])
+    log.error("handler %s on event %s cannot run: %s", handler, event_id, reason)
+    gave_up(runtime, event_id)
+    return runs.FAILED
 
 
 def _record_failure(runtime: WorkerRuntime, registration: Registration, policy: Policy, event_id: str, claimed: runs.Claim, exc: Exception) -> str:

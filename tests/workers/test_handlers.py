@@ -24,7 +24,7 @@ from workers.delivery_batches import DeliveryBatches
 from workers.discovery import HandlerLoadError, load_registry
 from workers.events import Event
 from workers.handlers import DoNotRetry, handler
-from workers.models import HandlerRun, MirroredRecord
+from workers.models import HandlerRun, LedgerEntry, MirroredRecord
 from workers.registry import HandlerRegistry, default_registry
 
 
@@ -314,3 +314,18 @@ def test_two_handlers_of_one_event_settling_at_once_leave_it_processed(make_runt
     first.join(5)
     second.join(5)
     assert ledger_row(engine, "evt_1").status == "processed"
+
+
+def test_runs_that_cannot_start_go_to_the_failed_list_with_the_reason(make_runtime: MakeRuntime, engine: sqlalchemy.Engine) -> None:
+    runtime = make_runtime(registry_of(gone=(lambda e, s: None, {}), kept=(lambda e, s: None, {})))
+    for event_id in ("evt_1", "evt_2"):
+        deliver(runtime, (event_id, event_body(event_id, record_id=f"rec_{event_id}")), run_follow_ups=False)
+    with Session(engine) as session, session.begin():  # a payload the parser of a newer release refuses
+        session.execute(update(LedgerEntry).where(LedgerEntry.event_id == "evt_2").values(payload="{not json"))
+    newer = make_runtime(registry_of(kept=(lambda e, s: None, {})))  # a worker without "gone"
+    assert processing.run_handler(newer, "gone", ["evt_1"]) == {"evt_1": "failed"}
+    assert processing.run_handler(newer, "kept", ["evt_1", "evt_2"]) == {"evt_1": "succeeded", "evt_2": "failed"}
+    assert "handler gone is not registered" in run_row(engine, "evt_1", "gone").last_error
+    assert "the stored payload no longer parses" in run_row(engine, "evt_2", "kept").last_error
+    assert {(r.event_id, r.handler) for r in failed.find(engine, failed.Filter())} == {("evt_1", "gone"), ("evt_2", "kept")}
+    assert ledger_row(engine, "evt_1").status == ledger_row(engine, "evt_2").status == "failed"
