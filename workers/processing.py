@@ -268,7 +268,7 @@ def _record_failure(runtime: WorkerRuntime, registration: Registration, policy: 
         gave_up(runtime, event_id)
         return runs.FAILED
     log.warning("handler %s on event %s failed (attempt %d of %d), retry at %s: %s", registration.name, event_id, attempt, policy.attempts, retry_at.isoformat(timespec="seconds"), error)
-    runtime.queue.enqueue_at(retry_at, RUN_HANDLER, registration.name, [event_id], "retry", job_timeout=int(policy.timeout) + 60)
+    runtime.handler_queue.enqueue_at(retry_at, RUN_HANDLER, registration.name, [event_id], "retry", job_timeout=int(policy.timeout) + 60)
     return runs.RETRYING
 
 
@@ -281,7 +281,7 @@ def enqueue_runs(runtime: WorkerRuntime, handler: str, event_ids: list[str], mod
     """Queue one job that runs this handler on these events (see ``run_handler`` for ``mode``)."""
     registration = runtime.registry.get(handler)
     timeout = policy_for(runtime, registration).timeout if registration else runtime.settings.handler_timeout
-    runtime.queue.enqueue_call(
+    runtime.handler_queue.enqueue_call(
         RUN_HANDLER,
         args=(handler, event_ids, mode, claimed_at),
         timeout=int(len(event_ids) * (timeout + 5)) + 60,

@@ -40,7 +40,8 @@ class DrainWorker(SimpleWorker):
                 self._runtime.batches.wake_if_needed()
             except redis.RedisError as exc:
                 self.log.warning("sweep for waiting deliveries failed: %s", type(exc).__name__)
-            if time.monotonic() >= self._next_run_sweep:
+            # Only where handler jobs are taken: idle then means none of them waits in the queue.
+            if self._runtime.handler_queue.name in self.queue_names() and time.monotonic() >= self._next_run_sweep:
                 self._next_run_sweep = time.monotonic() + RUN_SWEEP_INTERVAL
                 try:
                     requeue_stuck_runs(self._runtime)

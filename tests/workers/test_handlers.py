@@ -54,8 +54,8 @@ def test_a_failing_handler_does_not_touch_the_mirror_or_the_others(make_runtime:
     run = run_row(engine, "evt_1", "broken")
     assert (run.status, run.attempts) == ("retrying", 1) and "RuntimeError: crm is down" in run.last_error
     assert ledger_row(engine, "evt_1").status == "pending"
-    [retry] = runtime.queue.scheduled_job_registry.get_job_ids()  # the next attempt, with back-off
-    assert runtime.queue.fetch_job(retry).args == ("broken", ["evt_1"], "retry")
+    [retry] = runtime.handler_queue.scheduled_job_registry.get_job_ids()  # the next attempt, with back-off
+    assert runtime.handler_queue.fetch_job(retry).args == ("broken", ["evt_1"], "retry")
 
 
 def test_retries_until_the_last_attempt_then_the_failed_list(make_runtime: MakeRuntime, engine: sqlalchemy.Engine, redis_client: redis.Redis) -> None:
@@ -94,7 +94,7 @@ def test_do_not_retry_fails_at_once(make_runtime: MakeRuntime, engine: sqlalchem
     deliver(runtime, ("evt_1", event_body("evt_1")))
     run = run_row(engine, "evt_1", "refuses")
     assert (run.status, run.attempts) == ("failed", 1) and "client has no CRM id" in run.last_error
-    assert runtime.queue.scheduled_job_registry.count == 0
+    assert runtime.handler_queue.scheduled_job_registry.count == 0
 
 
 def test_a_hanging_handler_is_stopped_at_its_timeout(make_runtime: MakeRuntime, engine: sqlalchemy.Engine) -> None:
@@ -222,7 +222,7 @@ def test_a_stop_request_hands_the_rest_of_a_handler_job_over(make_runtime: MakeR
     finally:
         shutdown.stopping.clear()
     assert outcomes == {"evt_0": "succeeded"}
-    [job] = runtime.queue.jobs
+    [job] = runtime.handler_queue.jobs
     assert job.args == ("slow", ["evt_1", "evt_2"], "new", follow_ups.claimed_at)
     assert statuses(engine, "slow") == {"evt_0": "succeeded", "evt_1": "pending", "evt_2": "pending"}
 

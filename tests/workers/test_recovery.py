@@ -43,7 +43,8 @@ def test_runs_whose_jobs_were_lost_are_queued_again_once_and_then_run(make_runti
     calls: list[str] = []
     runtime = make_runtime(counting_registry(calls))
     deliver(runtime, ("evt_retrying", event_body("evt_retrying", record_id="rec_1")))  # fails once: retrying
-    runtime.queue.scheduled_job_registry.remove(runtime.queue.scheduled_job_registry.get_job_ids()[0], delete_job=True)
+    scheduled = runtime.handler_queue.scheduled_job_registry
+    scheduled.remove(scheduled.get_job_ids()[0], delete_job=True)
     age(engine, "evt_retrying", 120, "next_attempt_at")
     deliver(runtime, ("evt_pending", event_body("evt_pending", record_id="rec_2")), run_follow_ups=False)  # follow-up never queued
     age(engine, "evt_pending", 120, "updated_at")
@@ -55,16 +56,16 @@ def test_runs_whose_jobs_were_lost_are_queued_again_once_and_then_run(make_runti
 
     assert requeue_stuck_runs(runtime) == 3
     assert requeue_stuck_runs(runtime) == 0  # claimed: a second worker's sweep queues nothing more
-    assert sorted((job.args[0], tuple(job.args[1]), job.args[2]) for job in runtime.queue.jobs) == [
+    assert sorted((job.args[0], tuple(job.args[1]), job.args[2]) for job in runtime.handler_queue.jobs) == [
         ("counted", ("evt_pending",), "new"),
         ("counted", ("evt_retrying", "evt_running"), "retry"),
     ]
-    runtime.queue.empty()  # lost again
+    runtime.handler_queue.empty()  # lost again
     calls.clear()
     age(engine, "evt_retrying", 120, "next_attempt_at")
     age(engine, "evt_running", 120, "next_attempt_at")
     age(engine, "evt_pending", 120, "updated_at")
-    DrainWorker([runtime.queue], connection=runtime.redis, runtime=runtime).work(burst=True)  # its heartbeat sweeps
+    DrainWorker([runtime.handler_queue], connection=runtime.redis, runtime=runtime).work(burst=True)  # its heartbeat sweeps
     assert sorted(calls) == ["evt_pending", "evt_retrying", "evt_running"]
     assert statuses(engine, "counted") == {"evt_retrying": "succeeded", "evt_pending": "succeeded", "evt_running": "succeeded", "evt_fresh": "pending"}
     assert ledger_row(engine, "evt_running").status == "processed"
@@ -81,5 +82,5 @@ def test_a_run_whose_worker_died_on_its_last_attempt_goes_to_the_failed_list(mak
     run = run_row(engine, "evt_1", "counted")
     assert (run.status, run.attempts) == ("failed", 3) and "worker died" in run.last_error
     assert ledger_row(engine, "evt_1").status == "failed"
-    assert runtime.queue.count == 0
+    assert runtime.handler_queue.count == 0
     assert processing.load_deliveries(runtime, ["evt_1"])  # still replayable
