@@ -329,3 +329,20 @@ def test_runs_that_cannot_start_go_to_the_failed_list_with_the_reason(make_runti
     assert "the stored payload no longer parses" in run_row(engine, "evt_2", "kept").last_error
     assert {(r.event_id, r.handler) for r in failed.find(engine, failed.Filter())} == {("evt_1", "gone"), ("evt_2", "kept")}
     assert ledger_row(engine, "evt_1").status == ledger_row(engine, "evt_2").status == "failed"
+
+
+def test_a_handler_class_whose_constructor_raises_stops_the_start_naming_it(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    module = types.ModuleType("my_broken_handlers")
+
+    @handler("client")
+    class NeedsConfig:
+        def __init__(self) -> None:
+            raise KeyError("CRM_TOKEN")
+
+        def handle(self, event: Event, session: Session) -> None: ...
+
+    NeedsConfig.__module__, NeedsConfig.__qualname__ = "my_broken_handlers", "NeedsConfig"
+    module.NeedsConfig = NeedsConfig
+    monkeypatch.setitem(sys.modules, "my_broken_handlers", module)
+    with pytest.raises(HandlerLoadError, match=r"module my_broken_handlers .*my_broken_handlers\.NeedsConfig failed to start: KeyError: 'CRM_TOKEN'"):
+        load_registry(replace_settings(settings, handler_modules=("my_broken_handlers",)), use_entry_points=False)
