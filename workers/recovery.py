@@ -52,24 +52,23 @@ def requeue_stuck_runs(runtime: WorkerRuntime, limit: int = SWEEP_LIMIT) -> int:
         if registration is None:
             continue  # a worker that has the handler takes it
         values: dict[str, object] = {"updated_at": now, "next_attempt_at": now}
-        mode = "new" if status == runs.PENDING else "retry"
-        if status == runs.RUNNING:
-            error = f"the worker died or lost the database during attempt {attempts}"
+        final = False
+        if status == runs.RUNNING:  # its worker died: that attempt counts
             final = attempts >= processing.policy_for(runtime, registration).attempts
-            values |= {"status": runs.FAILED if final else runs.RETRYING, "lease_token": None, "lease_until": None, "last_error": error}
-            if final:
-                mode, values["next_attempt_at"] = None, None
+            error = f"the worker died or lost the database during attempt {attempts}"
+            values |= {"status": runs.FAILED if final else runs.RETRYING, "next_attempt_at": None if final else now,
+                       "lease_token": None, "lease_until": None, "last_error": error}  # fmt: skip
         with Session(engine) as session, session.begin():
             row = (HandlerRun.event_id == event_id, HandlerRun.handler == handler, HandlerRun.status == status)
             if not session.execute(update(HandlerRun).where(*row, _stuck(now, grace)).values(**values)).rowcount:
                 continue  # another sweep or a job took it meanwhile
-            if mode is None:
+            if final:
                 runs.settle(session, [event_id])
         taken += 1
-        if mode is None:
+        if final:
             processing.gave_up(runtime, event_id)
         else:
-            to_queue.setdefault((handler, mode), []).append(event_id)
+            to_queue.setdefault((handler, "new" if status == runs.PENDING else "retry"), []).append(event_id)
     for (handler, mode), event_ids in to_queue.items():
         processing.enqueue_runs(runtime, handler, event_ids, mode)
     if taken:
