@@ -66,6 +66,8 @@ class Settings:
     handler_attempts: int = 5
     handler_retry_delay: float = 10.0
     handler_retry_max_delay: float = 3600.0
+    # A run still waiting this long after it was due has lost its job: the worker's sweep requeues it.
+    handler_sweep_grace: float = 60.0
 
     def missing_for_api(self) -> list[str]:
         """Names of the settings still needed to call Aiwyn's API."""
@@ -252,6 +254,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     PREFIX + "HANDLER_ATTEMPTS": ("handler_attempts", _int(1, 100)),
     PREFIX + "HANDLER_RETRY_DELAY": ("handler_retry_delay", _positive_float),
     PREFIX + "HANDLER_RETRY_MAX_DELAY": ("handler_retry_max_delay", _positive_float),
+    PREFIX + "HANDLER_SWEEP_GRACE": ("handler_sweep_grace", _positive_float),
 }
 _SECRET_NAMES = {"AIWYN_CLIENT_SECRET", "AIWYN_API_KEY", "DATABASE_URL", "REDIS_URL", PREFIX + "SECRETS_KEY", PREFIX + "CALLBACK_TOKEN"}
 

@@ -56,7 +56,14 @@ def migrate() -> None:
 
 @cli.command()
 @click.option("--burst", is_flag=True, help="Quit when the queue is empty.")
-def work(burst: bool) -> None:
+@click.option(
+    "--queues",
+    type=click.Choice(["all", "drain", "handlers"]),
+    default="all",
+    show_default=True,
+    help="Which jobs: drain (the mirror), handlers (custom handlers), or all, drain jobs first.",
+)
+def work(burst: bool, queues: str) -> None:
     """Process queued deliveries in this process (RQ SimpleWorker: no fork per job)."""
     settings = _settings()
     runtime = _runtime(settings)
@@ -65,7 +72,9 @@ def work(burst: bool) -> None:
         runtime.batches.wake_if_needed()  # deliveries left from before this start
     except redis.RedisError as exc:
         raise click.ClickException(f"Redis at REDIS_URL: {type(exc).__name__}: {exc}") from exc
-    worker = DrainWorker([runtime.queue], connection=runtime.redis, runtime=runtime)
+    # RQ takes from the queues in order: a free worker always drains first.
+    chosen = {"all": [runtime.queue, runtime.handler_queue], "drain": [runtime.queue], "handlers": [runtime.handler_queue]}[queues]
+    worker = DrainWorker(chosen, connection=runtime.redis, runtime=runtime)
     # The scheduler moves handler retries and RQ's job retries back to the queue when due.
     worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level)
 

@@ -10,8 +10,10 @@ the ledger makes processing it a second time harmless.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import redis
 from rq import Queue
@@ -51,6 +53,13 @@ class Batch:
     key: str
     deliveries: list[tuple[str, str, bytes]]
 
+    @property
+    def claimed_at(self) -> datetime | None:
+        """When the batch was first claimed (its key says; a retaken batch keeps it): its
+        deliveries all arrived before then. None for a key from before this was recorded."""
+        stamp = self.key.rsplit(":", 1)[-1].partition("-")[0]
+        return datetime.fromtimestamp(int(stamp) / 1000, UTC) if stamp.isdigit() else None
+
 
 class DeliveryBatches:
     """The workers' side of ``config.job_contract``: claim, release, give back, wake."""
@@ -67,7 +76,7 @@ class DeliveryBatches:
 
     def claim(self, size: int) -> Batch | None:
         """Up to ``size`` deliveries, or an abandoned batch first; None when there is nothing."""
-        new_key = f"aiwyn:{self._settings.queue_name}:batch:{uuid.uuid4().hex}"
+        new_key = f"aiwyn:{self._settings.queue_name}:batch:{int(time.time() * 1000)}-{uuid.uuid4().hex}"
         claimed = self._claim(keys=[self._deliveries, self._batches], args=[self._lease, new_key, size])
         if not claimed:
             return None

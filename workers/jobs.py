@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from datetime import datetime
 
 from config.job_contract import wake_key
 from workers import processing, shutdown
@@ -29,7 +30,7 @@ def drain_deliveries(queue_name: str) -> int:
         if batch is None:
             break
         try:
-            follow_ups = processing.process_batch(runtime, batch.deliveries)
+            follow_ups = processing.process_batch(runtime, batch.deliveries, batch.claimed_at)
             processing.enqueue_follow_ups(runtime, follow_ups)
         except BaseException:
             # Nothing is lost: a later drain job takes the batch over. Not at once: during a
@@ -46,6 +47,6 @@ def drain_deliveries(queue_name: str) -> int:
     return done
 
 
-def run_handler(handler: str, event_ids: Sequence[str], mode: str = "new") -> dict[str, str]:
+def run_handler(handler: str, event_ids: Sequence[str], mode: str = "new", claimed_at: datetime | None = None) -> dict[str, str]:
     """Run one custom handler on events of a committed batch, or retry it on one event."""
-    return processing.run_handler(current_runtime(), handler, event_ids, mode)
+    return processing.run_handler(current_runtime(), handler, event_ids, mode, claimed_at)

@@ -71,7 +71,9 @@ class HandlerRun(Base):
     event_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     handler: Mapped[str] = mapped_column(String(200), primary_key=True)
     status: Mapped[str] = mapped_column(String(20), index=True)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # all of them, for the record
+    # Attempts made before the latest replay or redelivery: the policy counts the ones after.
+    attempt_base: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_error: Mapped[str | None] = mapped_column(Text)
     lease_token: Mapped[str | None] = mapped_column(String(40))
     lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

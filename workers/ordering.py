@@ -6,6 +6,8 @@ change arriving later is skipped (recorded as ``skipped``), never delivered out 
 Cost: one more upsert per event, and two events of one record wait for each other (the
 cursor row is locked until the handler's transaction ends); a handler sees every change it
 is given in order, but not necessarily every change (a late one is skipped, not replayed).
+On SQLite the lock is the whole database's write lock, held while the handler runs: moving the
+upsert after the handler would let two changes of one record run at once, out of order.
 """
 
 from __future__ import annotations

@@ -39,10 +39,6 @@ class _LeaseLost(Exception):
     pass
 
 
-class HandlerMissing(Exception):
-    """A job names a handler this worker does not have (deployed workers disagree)."""
-
-
 def is_outage(exc: BaseException) -> bool:
     """Errors that say the database is unreachable or busy, not that an event is bad: retry all."""
     return isinstance(exc, (OperationalError, InterfaceError))
@@ -67,6 +63,7 @@ class FollowUps:
     """Handler runs to queue once the batch is committed: handler name -> event ids."""
 
     runs: dict[str, list[str]] = field(default_factory=dict)
+    claimed_at: datetime | None = None  # the batch's (see ``run_handler``)
 
     def add(self, handler: str, event_id: str) -> None:
         self.runs.setdefault(handler, []).append(event_id)
@@ -76,9 +73,17 @@ class FollowUps:
             self.runs.setdefault(handler, []).extend(event_ids)
 
 
-def process_batch(runtime: WorkerRuntime, raw: Iterable[tuple[str, str, bytes]]) -> FollowUps:
-    """Commit a batch; if one event in it breaks the transaction, commit the others one by one."""
-    deliveries = parse(raw)
+def process_batch(runtime: WorkerRuntime, raw: Iterable[tuple[str, str, bytes]], claimed_at: datetime | None = None) -> FollowUps:
+    """Commit a batch; if one event in it breaks the transaction, commit the others one by one.
+
+    ``claimed_at``: when the batch was first claimed from Redis (``Batch.claimed_at``).
+    """
+    follow_ups = _process(runtime, parse(raw))
+    follow_ups.claimed_at = claimed_at
+    return follow_ups
+
+
+def _process(runtime: WorkerRuntime, deliveries: Sequence[Delivery]) -> FollowUps:
     try:
         follow_ups = _commit(runtime, deliveries)
     except SQLAlchemyError as exc:
@@ -89,7 +94,7 @@ def process_batch(runtime: WorkerRuntime, raw: Iterable[tuple[str, str, bytes]])
         log.warning("a batch of %d failed (%s); committing its events one by one", len(deliveries), type(exc).__name__)
         follow_ups = FollowUps()
         for delivery in deliveries:
-            follow_ups.merge(process_batch(runtime, [(delivery.event_id, delivery.subscription_id, delivery.body)]))
+            follow_ups.merge(_process(runtime, [delivery]))
     return follow_ups
 
 
@@ -181,34 +186,40 @@ def policy_for(runtime: WorkerRuntime, registration: Registration) -> Policy:
     )
 
 
-def run_handler(runtime: WorkerRuntime, handler: str, event_ids: Sequence[str], mode: str = "new") -> dict[str, str]:
+def run_handler(runtime: WorkerRuntime, handler: str, event_ids: Sequence[str], mode: str = "new", claimed_at: datetime | None = None) -> dict[str, str]:
     """Run one handler on these events, each on its own; returns the outcome per event id.
 
     ``mode`` says why (``new``, ``retry``, ``replay``: see ``runs.CLAIMABLE``), which decides
-    which of the runs it may take.
+    which of the runs it may take. A ``new`` job also re-runs a failed run, but only one that
+    failed before ``claimed_at`` (its batch's): a redelivery after the failure, not another
+    job for the delivery that failed (a retaken batch, a follow-up queued twice).
     """
     registration = runtime.registry.get(handler)
-    if registration is None:
-        raise HandlerMissing(f"handler {handler} is not registered in this worker")
+    if registration is None:  # deployed workers disagree: fail the runs visibly, to replay once fixed
+        reason = f"handler {handler} is not registered in the worker that took its job"
+        return {e: _fail_unrunnable(runtime, handler, e, reason, mode, claimed_at) for e in event_ids}
     deliveries = load_deliveries(runtime, event_ids)
     outcomes: dict[str, str] = {}
     for position, event_id in enumerate(event_ids):
         if shutdown.stopping.is_set():
             rest = list(event_ids[position:])
-            _enqueue_runs(runtime, handler, rest, mode)
+            enqueue_runs(runtime, handler, rest, mode, claimed_at)
             log.info("stopping: %d event(s) of handler %s handed to another job", len(rest), handler)
             break
-        outcomes[event_id] = run_one(runtime, registration, deliveries.get(event_id), mode)
+        outcomes[event_id] = run_one(runtime, registration, deliveries.get(event_id), mode, claimed_at)
     return outcomes
 
 
-def run_one(runtime: WorkerRuntime, registration: Registration, delivery: Delivery | None, mode: str = "new") -> str:
+def run_one(runtime: WorkerRuntime, registration: Registration, delivery: Delivery | None, mode: str = "new", claimed_at: datetime | None = None) -> str:
     """Claim, run under the time limit, and record one handler's run on one event."""
-    if delivery is None or delivery.event is None:
-        return "unknown"
+    if delivery is None:
+        return "unknown"  # no ledger row, hence no run row either: they are written together
+    if delivery.event is None:  # e.g. a stricter parser since it was stored
+        reason = f"the stored payload no longer parses: {delivery.problem}"
+        return _fail_unrunnable(runtime, registration.name, delivery.event_id, reason, mode, claimed_at)
     event = delivery.event
     policy = policy_for(runtime, registration)
-    claimed = runs.claim(runtime.engine, event.id, registration.name, lease_seconds=policy.timeout + 60, mode=mode)
+    claimed = runs.claim(runtime.engine, event.id, registration.name, lease_seconds=policy.timeout + 60, mode=mode, failed_before=claimed_at)
     if claimed is None:
         return "not claimable"  # done, discarded, or running elsewhere
     try:
@@ -231,6 +242,19 @@ def run_one(runtime: WorkerRuntime, registration: Registration, delivery: Delive
     return outcome
 
 
+def _fail_unrunnable(runtime: WorkerRuntime, handler: str, event_id: str, reason: str, mode: str, claimed_at: datetime | None) -> str:
+    """A run that cannot even start goes to the failed list at once, with the reason, to replay once fixed."""
+    claimed = runs.claim(runtime.engine, event_id, handler, lease_seconds=60, mode=mode, failed_before=claimed_at)
+    if claimed is None:
+        return "not claimable"
+    with Session(runtime.engine) as session, session.begin():
+        runs.finish(session, event_id, handler, claimed.token, runs.FAILED, reason)
+        runs.settle(session, [event_id])
+    log.error("handler %s on event %s cannot run: %s", handler, event_id, reason)
+    gave_up(runtime, event_id)
+    return runs.FAILED
+
+
 def _record_failure(runtime: WorkerRuntime, registration: Registration, policy: Policy, event_id: str, claimed: runs.Claim, exc: Exception) -> str:
     error = _describe(exc)
     attempt = claimed.attempt
@@ -241,20 +265,25 @@ def _record_failure(runtime: WorkerRuntime, registration: Registration, policy: 
             return "lease lost"
     if final:
         log.error("handler %s on event %s failed for good after %d attempt(s): %s", registration.name, event_id, attempt, error)
-        # A redelivery of this event must be queued again, to re-run the failed handler.
-        runtime.redis.delete(seen_key(event_id))
+        gave_up(runtime, event_id)
         return runs.FAILED
     log.warning("handler %s on event %s failed (attempt %d of %d), retry at %s: %s", registration.name, event_id, attempt, policy.attempts, retry_at.isoformat(timespec="seconds"), error)
-    runtime.queue.enqueue_at(retry_at, RUN_HANDLER, registration.name, [event_id], "retry", job_timeout=int(policy.timeout) + 60)
+    runtime.handler_queue.enqueue_at(retry_at, RUN_HANDLER, registration.name, [event_id], "retry", job_timeout=int(policy.timeout) + 60)
     return runs.RETRYING
 
 
-def _enqueue_runs(runtime: WorkerRuntime, handler: str, event_ids: list[str], mode: str = "new") -> None:
+def gave_up(runtime: WorkerRuntime, event_id: str) -> None:
+    """A handler failed for good on this event: a redelivery of it must be queued again, to re-run it."""
+    runtime.redis.delete(seen_key(event_id))
+
+
+def enqueue_runs(runtime: WorkerRuntime, handler: str, event_ids: list[str], mode: str = "new", claimed_at: datetime | None = None) -> None:
+    """Queue one job that runs this handler on these events (see ``run_handler`` for ``mode``)."""
     registration = runtime.registry.get(handler)
     timeout = policy_for(runtime, registration).timeout if registration else runtime.settings.handler_timeout
-    runtime.queue.enqueue_call(
+    runtime.handler_queue.enqueue_call(
         RUN_HANDLER,
-        args=(handler, event_ids, mode),
+        args=(handler, event_ids, mode, claimed_at),
         timeout=int(len(event_ids) * (timeout + 5)) + 60,
         retry=runtime.job_retry,
         description=f"handler {handler} on {len(event_ids)} event(s)",
@@ -264,4 +293,4 @@ def _enqueue_runs(runtime: WorkerRuntime, handler: str, event_ids: list[str], mo
 def enqueue_follow_ups(runtime: WorkerRuntime, follow_ups: FollowUps) -> None:
     """One RQ job per handler and batch: RQ's bookkeeping is paid per batch, not per event."""
     for handler, event_ids in follow_ups.runs.items():
-        _enqueue_runs(runtime, handler, event_ids)
+        enqueue_runs(runtime, handler, event_ids, "new", follow_ups.claimed_at)

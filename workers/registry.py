@@ -52,7 +52,10 @@ def _names(value: str | Iterable[str]) -> frozenset[str]:
 def as_callable(handler: Any) -> Handler:
     """A function as it is; a class is instantiated once; an object with ``handle`` gives that method."""
     if isinstance(handler, type):
-        handler = handler()
+        try:
+            handler = handler()
+        except Exception as exc:  # the class's own error: reported at start-up, naming the class
+            raise RegistryError(f"handler class {handler.__module__}.{handler.__qualname__} failed to start: {type(exc).__name__}: {exc}") from exc
     method = getattr(handler, "handle", None)
     if callable(method):
         return method

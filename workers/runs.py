@@ -13,8 +13,9 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Engine, and_, or_, select, update
+from sqlalchemy import Engine, and_, case, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from workers.database import dialect_insert, execute_many
@@ -32,7 +33,7 @@ DONE = (SUCCEEDED, SKIPPED, DISCARDED)
 # Which runs a job may take, by why it runs. A run left "running" by a dead worker (its lease
 # passed) may be taken by any of them.
 CLAIMABLE = {
-    "new": (PENDING, FAILED),  # a batch's follow-up job; FAILED: a redelivery re-runs what failed
+    "new": (PENDING,),  # a batch's follow-up job (and FAILED before the batch: see ``claim``)
     "retry": (RETRYING,),  # the scheduled next attempt
     "replay": (FAILED,),  # an operator's replay from the failed list
 }
@@ -42,11 +43,12 @@ def now_for(session_or_engine: Session | Engine) -> datetime:
     return db_time(datetime.now(UTC), bind.dialect.name)
 
 
-def _claimable(now: datetime, statuses: Sequence[str]):  # noqa: ANN202 - a SQL condition
+def _claimable(now: datetime, statuses: Sequence[str], *more: Any):  # noqa: ANN202 - a SQL condition
     # Equalities, not IN: an IN list is an "expanding" parameter, which executemany refuses.
     return or_(
         *(HandlerRun.status == status for status in statuses),
         and_(HandlerRun.status == RUNNING, HandlerRun.lease_until < now),
+        *more,
     )
 
 
@@ -95,26 +97,34 @@ def claim_batch(session: Session, handler: str, event_ids: Sequence[str]) -> set
 @dataclass(frozen=True)
 class Claim:
     token: str
-    attempt: int  # this one, counting from 1
+    attempt: int  # this one, counting from 1 since the run was last replayed or redelivered
 
 
-def claim(engine: Engine, event_id: str, handler: str, lease_seconds: float, mode: str = "new") -> Claim | None:
-    """Take the run for this worker, in a transaction of its own; None when it is not to be taken."""
+def claim(engine: Engine, event_id: str, handler: str, lease_seconds: float, mode: str = "new", failed_before: datetime | None = None) -> Claim | None:
+    """Take the run for this worker, in a transaction of its own; None when it is not to be taken.
+
+    ``failed_before``: a failed run is taken too if it failed before then (a redelivery).
+    """
     token = uuid.uuid4().hex
     now = now_for(engine)
+    more = []
+    if failed_before is not None:
+        more.append(and_(HandlerRun.status == FAILED, HandlerRun.updated_at < db_time(failed_before, engine.dialect.name)))
     with Session(engine) as session, session.begin():
         attempt = session.scalar(
             update(HandlerRun)
-            .where(HandlerRun.event_id == event_id, HandlerRun.handler == handler, _claimable(now, CLAIMABLE[mode]))
+            .where(HandlerRun.event_id == event_id, HandlerRun.handler == handler, _claimable(now, CLAIMABLE[mode], *more))
             .values(
                 status=RUNNING,
                 lease_token=token,
                 lease_until=now + timedelta(seconds=lease_seconds),
                 attempts=HandlerRun.attempts + 1,
+                # A replay or a redelivery starts a fresh set of attempts; the total stays.
+                attempt_base=case((HandlerRun.status == FAILED, HandlerRun.attempts), else_=HandlerRun.attempt_base),
                 next_attempt_at=None,
                 updated_at=now,
             )
-            .returning(HandlerRun.attempts)
+            .returning(HandlerRun.attempts - HandlerRun.attempt_base)
         )
     return None if attempt is None else Claim(token, attempt)
 
@@ -146,29 +156,27 @@ def finish(
 
 
 def settle(session: Session, event_ids: Iterable[str]) -> None:
-    """Set each event's ledger status from its runs: failed if one gave up, processed when all are done."""
+    """Set each event's ledger status from its runs: failed if one gave up, processed when all are done.
+
+    Two handlers of one event finishing at once both settle it: the ledger rows are locked
+    first (PostgreSQL), and the status is computed inside the UPDATE (SQLite takes its write
+    lock there), so the last one to write has read both outcomes.
+    """
     ids = sorted(set(event_ids))
     if not ids:
         return
-    statuses: dict[str, list[str]] = {event_id: [] for event_id in ids}
-    for event_id, status in session.execute(
-        select(HandlerRun.event_id, HandlerRun.status).where(HandlerRun.event_id.in_(ids))
-    ):
-        statuses[event_id].append(status)
+    session.execute(select(LedgerEntry.event_id).where(LedgerEntry.event_id.in_(ids)).order_by(LedgerEntry.event_id).with_for_update())
     now = now_for(session)
-    by_status: dict[str, list[str]] = {}
-    for event_id, runs in statuses.items():
-        if FAILED in runs:
-            overall = "failed"
-        elif all(status in DONE for status in runs):
-            overall = "processed"
-        else:
-            overall = "pending"
-        by_status.setdefault(overall, []).append(event_id)
-    for overall, members in by_status.items():
-        values = {"status": overall}
-        if overall == "processed":
-            values["processed_at"] = now
-        session.execute(
-            update(LedgerEntry).where(LedgerEntry.event_id.in_(members), LedgerEntry.status != "invalid").values(**values)
+
+    def any_run(*where: Any):  # noqa: ANN202 - a SQL condition
+        return exists().where(HandlerRun.event_id == LedgerEntry.event_id, *where)
+
+    failed, undone = any_run(HandlerRun.status == FAILED), any_run(HandlerRun.status.not_in(DONE))
+    session.execute(
+        update(LedgerEntry)
+        .where(LedgerEntry.event_id.in_(ids), LedgerEntry.status != "invalid")
+        .values(
+            status=case((failed, "failed"), (undone, "pending"), else_="processed"),
+            processed_at=case((or_(failed, undone), LedgerEntry.processed_at), else_=now),
         )
+    )

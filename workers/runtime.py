@@ -21,7 +21,8 @@ class WorkerRuntime:
     engine: Engine
     registry: HandlerRegistry
     redis: redis.Redis
-    queue: Queue
+    queue: Queue  # drain jobs (the receiver queues them here)
+    handler_queue: Queue  # custom handlers' jobs, apart, so they never hold up the mirror
     batches: DeliveryBatches
 
     @property
@@ -29,6 +30,11 @@ class WorkerRuntime:
         """RQ's retry for jobs that fail for want of the database or Redis, not for a handler's error."""
         intervals = list(self.settings.job_retry_intervals)
         return Retry(max=len(intervals), interval=intervals) if intervals else None
+
+
+def handler_queue_name(queue_name: str) -> str:
+    """The RQ queue of the custom handlers' jobs, beside the drain queue ``queue_name``."""
+    return f"{queue_name}-handlers"
 
 
 _lock = threading.Lock()
@@ -51,6 +57,7 @@ def start_runtime(settings: Settings, registry: HandlerRegistry | None = None) -
             registry if registry is not None else load_registry(settings),
             connection,
             Queue(settings.queue_name, connection=connection),
+            Queue(handler_queue_name(settings.queue_name), connection=connection),
             # A batch is retaken if its worker has not committed it within the job timeout.
             DeliveryBatches(settings, connection, lease_seconds=settings.job_timeout),
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -33,10 +34,11 @@ def make_runtime(settings: Settings, database_url: str, engine: sqlalchemy.Engin
 
 def deliver(runtime: WorkerRuntime, *deliveries: tuple[str, bytes], run_follow_ups: bool = True) -> processing.FollowUps:
     """Commit one batch as a drain job would, then run its custom handlers' jobs inline."""
-    follow_ups = processing.process_batch(runtime, [(event_id, "sub_1", body) for event_id, body in deliveries])
+    claimed_at = datetime.now(UTC)  # a batch of deliveries that arrived by now
+    follow_ups = processing.process_batch(runtime, [(event_id, "sub_1", body) for event_id, body in deliveries], claimed_at)
     if run_follow_ups:
         for handler, event_ids in follow_ups.runs.items():
-            processing.run_handler(runtime, handler, event_ids)
+            processing.run_handler(runtime, handler, event_ids, "new", claimed_at)
     return follow_ups
 
 

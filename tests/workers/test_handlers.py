@@ -6,23 +6,25 @@ import sys
 import threading
 import time
 import types
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
 import sqlalchemy
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
 from config import Settings
-from config.job_contract import seen_key
+from config.job_contract import deliveries_key, pack_delivery, seen_key
 from receiver.delivery_queue import DeliveryQueue, Enqueued
 from tests.events import event_body
 from tests.workers.conftest import MakeRuntime, deliver, ledger_row, run_row, statuses
-from workers import processing, shutdown
+from workers import failed, processing, runs, shutdown
+from workers.delivery_batches import DeliveryBatches
 from workers.discovery import HandlerLoadError, load_registry
 from workers.events import Event
 from workers.handlers import DoNotRetry, handler
-from workers.models import MirroredRecord
+from workers.models import HandlerRun, LedgerEntry, MirroredRecord
 from workers.registry import HandlerRegistry, default_registry
 
 
@@ -52,8 +54,8 @@ def test_a_failing_handler_does_not_touch_the_mirror_or_the_others(make_runtime:
     run = run_row(engine, "evt_1", "broken")
     assert (run.status, run.attempts) == ("retrying", 1) and "RuntimeError: crm is down" in run.last_error
     assert ledger_row(engine, "evt_1").status == "pending"
-    [retry] = runtime.queue.scheduled_job_registry.get_job_ids()  # the next attempt, with back-off
-    assert runtime.queue.fetch_job(retry).args == ("broken", ["evt_1"], "retry")
+    [retry] = runtime.handler_queue.scheduled_job_registry.get_job_ids()  # the next attempt, with back-off
+    assert runtime.handler_queue.fetch_job(retry).args == ("broken", ["evt_1"], "retry")
 
 
 def test_retries_until_the_last_attempt_then_the_failed_list(make_runtime: MakeRuntime, engine: sqlalchemy.Engine, redis_client: redis.Redis) -> None:
@@ -92,7 +94,7 @@ def test_do_not_retry_fails_at_once(make_runtime: MakeRuntime, engine: sqlalchem
     deliver(runtime, ("evt_1", event_body("evt_1")))
     run = run_row(engine, "evt_1", "refuses")
     assert (run.status, run.attempts) == ("failed", 1) and "client has no CRM id" in run.last_error
-    assert runtime.queue.scheduled_job_registry.count == 0
+    assert runtime.handler_queue.scheduled_job_registry.count == 0
 
 
 def test_a_hanging_handler_is_stopped_at_its_timeout(make_runtime: MakeRuntime, engine: sqlalchemy.Engine) -> None:
@@ -216,10 +218,131 @@ def test_a_stop_request_hands_the_rest_of_a_handler_job_over(make_runtime: MakeR
     runtime = make_runtime(registry_of(slow=(slow, {})))
     try:
         follow_ups = deliver(runtime, *[(f"evt_{i}", event_body(f"evt_{i}", record_id=f"rec_{i}")) for i in range(3)], run_follow_ups=False)
-        outcomes = processing.run_handler(runtime, "slow", follow_ups.runs["slow"])
+        outcomes = processing.run_handler(runtime, "slow", follow_ups.runs["slow"], "new", follow_ups.claimed_at)
     finally:
         shutdown.stopping.clear()
     assert outcomes == {"evt_0": "succeeded"}
-    [job] = runtime.queue.jobs
-    assert job.args == ("slow", ["evt_1", "evt_2"], "new")
+    [job] = runtime.handler_queue.jobs
+    assert job.args == ("slow", ["evt_1", "evt_2"], "new", follow_ups.claimed_at)
     assert statuses(engine, "slow") == {"evt_0": "succeeded", "evt_1": "pending", "evt_2": "pending"}
+
+
+def test_a_second_job_for_the_delivery_that_failed_does_not_run_the_handler_again(make_runtime: MakeRuntime, engine: sqlalchemy.Engine) -> None:
+    calls: list[str] = []
+
+    def refuses(event: Event, session: Session) -> None:
+        calls.append(event.id)
+        raise DoNotRetry("no")
+
+    runtime = make_runtime(registry_of(refuses=(refuses, {})))
+    claimed_at = datetime.now(UTC)
+    raw = [("evt_1", "sub_1", event_body("evt_1"))]
+    follow_ups = processing.process_batch(runtime, raw, claimed_at)
+    processing.run_handler(runtime, "refuses", follow_ups.runs["refuses"], "new", claimed_at)
+    assert run_row(engine, "evt_1", "refuses").status == "failed"
+    # The same follow-up job queued twice, and the batch taken over after its lease: its claim time stays.
+    again = processing.process_batch(runtime, raw, claimed_at)
+    for _ in range(2):
+        assert processing.run_handler(runtime, "refuses", again.runs["refuses"], "new", claimed_at) == {"evt_1": "not claimable"}
+    assert calls == ["evt_1"]
+    # A redelivery, claimed after the failure, runs it again.
+    deliver(runtime, ("evt_1", event_body("evt_1")))
+    assert calls == ["evt_1", "evt_1"]
+
+
+def test_a_batch_taken_over_keeps_the_time_it_was_first_claimed(settings: Settings, redis_client: redis.Redis) -> None:
+    batches = DeliveryBatches(settings, redis_client, lease_seconds=60)
+    redis_client.rpush(deliveries_key(settings.queue_name), pack_delivery("evt_1", "sub_1", b"{}"))
+    before = datetime.now(UTC)
+    first = batches.claim(10)
+    assert before - timedelta(seconds=1) < first.claimed_at <= datetime.now(UTC)
+    batches.abandon(first, retry_in=0)
+    time.sleep(1.1)  # the abandon takes Redis' whole seconds
+    taken_over = batches.claim(10)
+    assert (taken_over.key, taken_over.claimed_at) == (first.key, first.claimed_at)
+
+
+def test_a_replay_gets_a_fresh_set_of_attempts(make_runtime: MakeRuntime, engine: sqlalchemy.Engine) -> None:
+    def hopeless(event: Event, session: Session) -> None:
+        raise ConnectionError("still down")
+
+    runtime = make_runtime(registry_of(hopeless=(hopeless, {"attempts": 2})))
+    deliver(runtime, ("evt_1", event_body("evt_1")))
+    processing.run_handler(runtime, "hopeless", ["evt_1"], "retry")
+    assert (run_row(engine, "evt_1", "hopeless").status, run_row(engine, "evt_1", "hopeless").attempts) == ("failed", 2)
+    [failed_run] = failed.find(engine, failed.Filter())
+    assert failed.replay(runtime, [failed_run]) == {"retrying": 1}  # one transient error is not the end
+    run = run_row(engine, "evt_1", "hopeless")
+    assert (run.status, run.attempts, run.attempt_base) == ("retrying", 3, 2)
+    processing.run_handler(runtime, "hopeless", ["evt_1"], "retry")
+    run = run_row(engine, "evt_1", "hopeless")
+    assert (run.status, run.attempts, run.attempt_base) == ("failed", 4, 2)
+
+
+def test_two_handlers_of_one_event_settling_at_once_leave_it_processed(make_runtime: MakeRuntime, engine: sqlalchemy.Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    runtime = make_runtime(registry_of(a=(lambda e, s: None, {}), b=(lambda e, s: None, {})))
+    deliver(runtime, ("evt_1", event_body("evt_1")), run_follow_ups=False)
+
+    def mark(handler: str, status: str) -> None:
+        with Session(engine) as session, session.begin():
+            session.execute(update(HandlerRun).where(HandlerRun.handler == handler).values(status=status))
+
+    def settle() -> None:
+        with Session(engine) as session, session.begin():
+            runs.settle(session, ["evt_1"])
+
+    paused, resume = threading.Event(), threading.Event()
+    now_for = runs.now_for
+
+    def slow_now_for(bind: object) -> object:
+        if threading.current_thread().name == "first":  # between reading the runs and writing the ledger
+            paused.set()
+            resume.wait(5)
+        return now_for(bind)
+
+    monkeypatch.setattr(runs, "now_for", slow_now_for)
+    mark("a", "succeeded")
+    mark("b", "running")
+    first = threading.Thread(target=settle, name="first")  # a's worker settles while b still runs
+    first.start()
+    assert paused.wait(5)
+    mark("b", "succeeded")
+    second = threading.Thread(target=settle, name="second")  # b's worker settles
+    second.start()
+    second.join(1)  # with the row locked, it waits for the first
+    resume.set()
+    first.join(5)
+    second.join(5)
+    assert ledger_row(engine, "evt_1").status == "processed"
+
+
+def test_runs_that_cannot_start_go_to_the_failed_list_with_the_reason(make_runtime: MakeRuntime, engine: sqlalchemy.Engine) -> None:
+    runtime = make_runtime(registry_of(gone=(lambda e, s: None, {}), kept=(lambda e, s: None, {})))
+    for event_id in ("evt_1", "evt_2"):
+        deliver(runtime, (event_id, event_body(event_id, record_id=f"rec_{event_id}")), run_follow_ups=False)
+    with Session(engine) as session, session.begin():  # a payload the parser of a newer release refuses
+        session.execute(update(LedgerEntry).where(LedgerEntry.event_id == "evt_2").values(payload="{not json"))
+    newer = make_runtime(registry_of(kept=(lambda e, s: None, {})))  # a worker without "gone"
+    assert processing.run_handler(newer, "gone", ["evt_1"]) == {"evt_1": "failed"}
+    assert processing.run_handler(newer, "kept", ["evt_1", "evt_2"]) == {"evt_1": "succeeded", "evt_2": "failed"}
+    assert "handler gone is not registered" in run_row(engine, "evt_1", "gone").last_error
+    assert "the stored payload no longer parses" in run_row(engine, "evt_2", "kept").last_error
+    assert {(r.event_id, r.handler) for r in failed.find(engine, failed.Filter())} == {("evt_1", "gone"), ("evt_2", "kept")}
+    assert ledger_row(engine, "evt_1").status == ledger_row(engine, "evt_2").status == "failed"
+
+
+def test_a_handler_class_whose_constructor_raises_stops_the_start_naming_it(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    module = types.ModuleType("my_broken_handlers")
+
+    @handler("client")
+    class NeedsConfig:
+        def __init__(self) -> None:
+            raise KeyError("CRM_TOKEN")
+
+        def handle(self, event: Event, session: Session) -> None: ...
+
+    NeedsConfig.__module__, NeedsConfig.__qualname__ = "my_broken_handlers", "NeedsConfig"
+    module.NeedsConfig = NeedsConfig
+    monkeypatch.setitem(sys.modules, "my_broken_handlers", module)
+    with pytest.raises(HandlerLoadError, match=r"module my_broken_handlers .*my_broken_handlers\.NeedsConfig failed to start: KeyError: 'CRM_TOKEN'"):
+        load_registry(replace_settings(settings, handler_modules=("my_broken_handlers",)), use_entry_points=False)

@@ -82,3 +82,21 @@ def test_a_worker_does_not_start_when_a_handler_module_is_broken(settings: Setti
     result = subprocess.run([sys.executable, "-m", "workers", "work", "--burst"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert "handler module tests.no_such_handlers (AIWYN_RECEIVER_HANDLER_MODULES) failed to import: ModuleNotFoundError" in result.stderr
+
+
+def test_handler_jobs_have_their_own_queue_and_a_worker_drains_first(make_runtime: MakeRuntime, settings: Settings, redis_client: redis.Redis, engine: sqlalchemy.Engine) -> None:
+    registry = default_registry()
+    calls: list[str] = []
+    registry.register(lambda event, session: calls.append(event.id), name="slow")
+    runtime = make_runtime(registry)
+    deliveries = DeliveryQueue(settings, redis_client)
+    deliveries.enqueue("evt_1", "sub_1", event_body("evt_1", record_id="rec_1"))
+    DrainWorker([runtime.queue], connection=redis_client, runtime=runtime).work(burst=True)  # a drain-only worker
+    assert mirrored(engine) == {"rec_1": "evt_1"} and calls == []
+    assert runtime.handler_queue.name == f"{settings.queue_name}-handlers" and runtime.handler_queue.count == 1
+    deliveries.enqueue("evt_2", "sub_1", event_body("evt_2", record_id="rec_2"))  # queued after the handler job
+    both = DrainWorker([runtime.queue, runtime.handler_queue], connection=redis_client, runtime=runtime)
+    both.work(burst=True, max_jobs=1)
+    assert mirrored(engine) == {"rec_1": "evt_1", "rec_2": "evt_2"} and calls == []  # the drain job went first
+    both.work(burst=True)
+    assert calls == ["evt_1", "evt_2"]
