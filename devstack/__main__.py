@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         if not env.get("REDIS_URL"):
-            redis_process, env["REDIS_URL"] = start_redis(VAR / "redis")
+            redis_process, env["REDIS_URL"] = start_redis(VAR / "redis", durable=True)  # what it acknowledged survives a restart
             started.append(redis_process)
             print(f"started a private redis-server at {env['REDIS_URL']}")
         if not env.get("AIWYN_BASE_URL"):

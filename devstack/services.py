@@ -101,12 +101,12 @@ def wait_until(check, timeout: float, what: str, process: Process | None = None,
     raise StackError(f"{what}: not ready after {timeout:.0f}s{tail}")
 
 
-def start_redis(directory: Path, port: int | None = None) -> tuple[Process, str]:
-    """A private redis-server that keeps nothing on disk; returns it and its URL."""
+def start_redis(directory: Path, port: int | None = None, *, durable: bool = False) -> tuple[Process, str]:
+    """A private redis-server, keeping nothing on disk unless ``durable`` (then as in production); returns it and its URL."""
     port = port or free_port()
     directory.mkdir(parents=True, exist_ok=True)
-    argv = [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-            "--dir", str(directory)]  # fmt: skip
+    persistence = ["--appendonly", "yes", "--appendfsync", "everysec"] if durable else ["--appendonly", "no"]
+    argv = [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", *persistence, "--dir", str(directory)]
     process = Process("redis", argv, os.environ, directory / "redis.log")
     url = f"redis://127.0.0.1:{port}/0"
     client = redis.Redis.from_url(url, socket_connect_timeout=0.5)

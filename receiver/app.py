@@ -14,6 +14,7 @@ from config import Settings, load_settings
 from config.logs import configure_logging
 from receiver.aiwyn_client import AiwynClient
 from receiver.delivery_queue import DeliveryQueue
+from receiver.redis_durability import durability_warnings
 from receiver.secret_store import SecretStore
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["aiwyn"] = runtime
     try:
         runtime.secrets.reload_from_redis()
+        for warning in durability_warnings(connection):
+            log.warning("%s", warning)
     except redis.RedisError as exc:
         log.warning("secrets not loaded at start, Redis unreachable: %s", type(exc).__name__)
 
