@@ -9,6 +9,7 @@ from pathlib import Path
 from config.settings import SettingsError
 
 OPERATIONS = ("CREATE", "UPDATE", "DELETE")
+SIGNATURE_ALGORITHMS = ("v1", "v1a")
 # Every subscription this service makes is named with this prefix. Registration tells ours by the
 # mark in their description (receiver/registration.py); prefix and callback URL tell those made before it.
 OWNED_PREFIX = "aiwyn-receiver-"
@@ -22,6 +23,8 @@ class SubscriptionSpec:
     entity_types: tuple[str, ...]
     operations: tuple[str, ...]
     description: str | None = None
+    # "v1" (HMAC, Aiwyn's default) or "v1a" (Ed25519); Aiwyn takes it when a subscription is created only.
+    signature_algorithm: str | None = None
 
 
 def load_subscriptions(path: Path) -> list[SubscriptionSpec]:
@@ -44,7 +47,10 @@ def load_subscriptions(path: Path) -> list[SubscriptionSpec]:
             raise SettingsError(f"{where} ({name}): 'entity_types' must be a non-empty list of names")
         if not isinstance(ops, list) or not ops or any(op not in OPERATIONS for op in ops):
             raise SettingsError(f"{where} ({name}): 'operations' must list some of {', '.join(OPERATIONS)}")
-        specs.append(SubscriptionSpec(name.strip(), tuple(types), tuple(ops), entry.get("description")))
+        algorithm = entry.get("signature_algorithm")
+        if algorithm not in (None, *SIGNATURE_ALGORITHMS):
+            raise SettingsError(f"{where} ({name}): 'signature_algorithm' must be one of {', '.join(SIGNATURE_ALGORITHMS)}")
+        specs.append(SubscriptionSpec(name.strip(), tuple(types), tuple(ops), entry.get("description"), algorithm))
     names = [spec.name for spec in specs]
     if not specs:
         raise SettingsError(f"subscriptions file {path}: no [[subscription]] entry")

@@ -129,6 +129,8 @@ def plan(existing: list[dict[str, Any]], specs: list[SubscriptionSpec], owner: O
         wanted = desired(spec, owner)
         named = [sub for sub in ours if sub.get("name") == spec.name]
         if not named:
+            if spec.signature_algorithm:  # a create-time choice: an existing subscription keeps its own
+                wanted["signatureAlgorithm"] = spec.signature_algorithm
             steps.append(Step("create", spec.name, None, wanted))
             continue
         # Prefer a marked one, then one delivering to us, then an active one, then the newest.

@@ -60,6 +60,7 @@ def test_the_default_subscription_covers_every_standard_type_and_operation() -> 
         ('[[subscription]]\nname = "aiwyn-receiver-a"\nentity_types = ["client"]\n[[subscription]]\nname = "aiwyn-receiver-a"\nentity_types = ["staff"]\n', "unique"),
         ('[[subscription]]\nname = "crm-sync"\nentity_types = ["client"]\n', "must start with 'aiwyn-receiver-'"),
         ("[[subscription]\n", "subscriptions file"),
+        ('[[subscription]]\nname = "aiwyn-receiver-a"\nentity_types = ["client"]\nsignature_algorithm = "v2"\n', "signature_algorithm"),
     ],
 )
 def test_a_bad_subscriptions_file_names_the_problem(tmp_path: Path, text: str, problem: str) -> None:

@@ -15,13 +15,26 @@ from tests.e2e.stack import CLIENT_SECRET, SECRETS_KEY, Stack, start_stack, wait
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module", params=["0", "30"], ids=["no-grace", "grace"])
+ED25519_SUBSCRIPTION = """
+[[subscription]]
+name = "aiwyn-receiver-mirror"
+entity_types = ["client"]
+signature_algorithm = "v1a"
+"""
+
+
+@pytest.fixture(scope="module", params=[("0", "v1"), ("30", "v1"), ("30", "v1a")], ids=["no-grace", "grace", "ed25519-grace"])
 def rotation_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     directory = tmp_path_factory.mktemp("rotation")
+    grace, algorithm = request.param
+    extra = {"EMULATOR_SECRET_GRACE": grace, "AIWYN_RECEIVER_SECRETS_REFRESH_INTERVAL": "1"}
+    if algorithm == "v1a":  # Aiwyn keeps the private key; the receiver verifies with whpk_ public keys
+        (directory / "subscriptions.toml").write_text(ED25519_SUBSCRIPTION)
+        extra["AIWYN_RECEIVER_SUBSCRIPTIONS_FILE"] = str(directory / "subscriptions.toml")
     with throwaway_database("sqlite", directory) as database_url:
         # No grace: after a rotation only the new secret signs, so the receiver must notice.
         # A grace longer than the test: the old secret keeps signing beside the new ones, as on Aiwyn.
-        running = start_stack(directory, database_url, EMULATOR_SECRET_GRACE=request.param, AIWYN_RECEIVER_SECRETS_REFRESH_INTERVAL="1")
+        running = start_stack(directory, database_url, **extra)
         try:
             yield running
         finally:
@@ -44,6 +57,8 @@ def test_rotations_while_events_flow_lose_no_event_and_apply_each_once(rotation_
     newest = rotate(stack)
     producer.join()
     grace = stack.env["EMULATOR_SECRET_GRACE"] != "0"
+    prefix = "whpk_" if "AIWYN_RECEIVER_SUBSCRIPTIONS_FILE" in stack.env else "whsec_"
+    assert all(s["secret"].startswith(prefix) for s in [{"secret": old_secret}, *new_secrets, *newest])
     assert (len(new_secrets), len(newest)) == ((2, 3) if grace else (1, 1))
     assert newest[0]["secret"] not in (old_secret, new_secrets[0]["secret"])
 
@@ -69,7 +84,7 @@ def test_rotations_while_events_flow_lose_no_event_and_apply_each_once(rotation_
     # No secret in any log line of any process (web, worker, release, emulator, redis).
     assert "webhook accepted" in logs
     for secret in (old_secret, new_secrets[0]["secret"], newest[0]["secret"]):
-        key = base64.b64decode(secret.removeprefix("whsec_"))
-        for shown in (secret, secret.removeprefix("whsec_"), key.hex(), base64.urlsafe_b64encode(key).decode()):
+        key = base64.b64decode(secret.removeprefix(prefix))
+        for shown in (secret, secret.removeprefix(prefix), key.hex(), base64.urlsafe_b64encode(key).decode()):
             assert shown not in logs
     assert CLIENT_SECRET not in logs and SECRETS_KEY not in logs

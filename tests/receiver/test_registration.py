@@ -37,6 +37,13 @@ def test_a_missing_subscription_is_created_with_our_mark() -> None:
                        "operations": ["CREATE", "UPDATE", "DELETE"], "description": f"Mirror; {MARK}"}  # fmt: skip
 
 
+def test_the_signature_algorithm_is_asked_for_on_creation_only() -> None:
+    ed25519 = replace(SPEC, signature_algorithm="v1a")
+    ((action, _, changes),) = actions([], (ed25519,))
+    assert (action, changes["signatureAlgorithm"]) == ("create", "v1a")
+    assert actions([sub("s1")], (ed25519,)) == [("unchanged", "s1", {})]  # Aiwyn takes it at creation only
+
+
 def test_a_subscription_as_configured_is_left_unchanged() -> None:
     assert actions([sub("s1")]) == [("unchanged", "s1", {})]
 
