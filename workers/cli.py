@@ -118,6 +118,11 @@ def _filters(function):  # noqa: ANN001, ANN202 - a click decorator
 _TIME_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]
 
 
+def _utc(moment: datetime) -> datetime:
+    """A stored time as UTC, the zone of --since and --until: PostgreSQL answers in its session's TimeZone (SQLite: naive UTC)."""
+    return moment.astimezone(UTC) if moment.tzinfo else moment
+
+
 def _filter(event_ids: tuple[str, ...], handler: str | None, entity_type: str | None, since: datetime | None, until: datetime | None) -> Filter:
     utc = [moment.replace(tzinfo=UTC) if moment else None for moment in (since, until)]
     return Filter(event_ids, handler, entity_type, *utc)
@@ -132,7 +137,7 @@ def failed_list(handler: str | None, entity_type: str | None, since: datetime | 
     found = find(engine, _filter((), handler, entity_type, since, until), limit)
     for run in found:
         error = (run.last_error or "worker died during the run").splitlines()[0][:100]
-        click.echo(f"{run.updated_at:%Y-%m-%d %H:%M:%S}  {run.event_id:24} {run.handler:24} {run.entity_type or '?':12} x{run.attempts}  {error}")
+        click.echo(f"{_utc(run.updated_at):%Y-%m-%d %H:%M:%S}  {run.event_id:24} {run.handler:24} {run.entity_type or '?':12} x{run.attempts}  {error}")
     click.echo(f"{len(found)} failed run(s)" + (" (limit reached)" if len(found) == limit else ""), err=True)
 
 
@@ -147,7 +152,7 @@ def failed_show(event_id: str, handler: str | None) -> None:
         raise click.ClickException(f"no failed run for event {event_id}" + (f" and handler {handler}" if handler else ""))
     for run in found:
         click.echo(f"event:    {run.event_id} ({run.entity_type} {run.operation} {run.record_id})")
-        click.echo(f"handler:  {run.handler}  status: {run.status}  attempts: {run.attempts}  last: {run.updated_at:%Y-%m-%d %H:%M:%S}")
+        click.echo(f"handler:  {run.handler}  status: {run.status}  attempts: {run.attempts}  last: {_utc(run.updated_at):%Y-%m-%d %H:%M:%S}")
         click.echo(f"error:    {run.last_error or 'worker died during the run'}")
     click.echo("payload:")
     click.echo(json.dumps(json.loads(found[0].payload), indent=2, sort_keys=True))

@@ -167,3 +167,14 @@ def test_discard_asks_first_and_refuses_without_a_selection(runtime: WorkerRunti
     assert statuses(engine, "broken") == {"evt_1": "discarded", "evt_2": "discarded", "evt_3": "failed"}
     assert [ledger_row(engine, e).status for e in ("evt_1", "evt_2", "evt_3")] == ["processed", "processed", "failed"]
 
+
+def test_list_and_show_print_utc_whatever_the_database_session_zone(runtime: WorkerRuntime, env: dict[str, str], engine: sqlalchemy.Engine) -> None:
+    """--since and --until are UTC, so the times printed must be too, not the PostgreSQL server's TimeZone."""
+    moment = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+    with Session(engine) as session, session.begin():
+        value = moment.replace(tzinfo=None) if engine.dialect.name == "sqlite" else moment
+        session.execute(update(HandlerRun).where(HandlerRun.event_id == "evt_2").values(updated_at=value))
+    elsewhere = env | {"PGTZ": "America/New_York"}  # libpq's session zone, as a server's own TimeZone setting would be
+    dated = invoke(elsewhere, "list", "--since", "2026-03-02T12:00:00", "--until", "2026-03-02T12:00:01")
+    assert dated.stdout.startswith("2026-03-02 12:00:00  evt_2"), dated.output
+    assert "last: 2026-03-02 12:00:00" in invoke(elsewhere, "show", "evt_2").stdout
