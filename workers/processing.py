@@ -172,7 +172,7 @@ class Policy:
 
     def delay(self, attempt: int) -> float:
         """Exponential back-off with jitter: spread retries of many failed events apart."""
-        ceiling = min(self.max_delay, self.retry_delay * 2 ** (attempt - 1))
+        ceiling = min(self.max_delay, self.retry_delay * 2 ** min(attempt - 1, 64))  # past 2**1023 a float overflows
         return random.uniform(ceiling / 2, ceiling)
 
 
