@@ -32,8 +32,9 @@ function init(args)
   if limit > thread_index then share = math.floor((limit - thread_index - 1) / threads) + 1 end
   for line in io.lines(path) do lines[#lines + 1] = line end
 end
--- With a limit, a thread stops once its share is surely answered: at most per_thread requests
--- are in flight, so after share + per_thread answers none of its POSTs still is.
+-- With a limit, a thread stops once its share is surely answered (at most per_thread requests
+-- are in flight, so after share + per_thread answers none of its POSTs still is); wrk itself
+-- still waits out its duration, idle.
 function response()
   answered = answered + 1
   if limit > 0 and answered >= share + per_thread then wrk.thread:stop() end
