@@ -143,30 +143,26 @@ class SecretStore:
 
         Known subscriptions keep their secrets: a rotation is noticed by a signature that does
         not match (``refreshed_secrets``), so a list refresh never costs a secret call each.
-        Deleted, deactivated or moved subscriptions are dropped from memory and Redis, so their
-        secrets stop verifying anything.
+        Subscriptions not delivering to us any more stop verifying in this process; those
+        deleted or deactivated are dropped from Redis too, for every process. Only those: a
+        process with an outdated ``PUBLIC_URL`` must not wipe the secrets the others use.
         """
         try:
             client = self._api()
-            ours = [
-                sub["id"]
-                for sub in client.list_subscriptions(include_inactive=False)
-                if sub.get("active") and (self._callback_url is None or sub.get("url") == self._callback_url)
-            ]
+            active = [sub for sub in client.list_subscriptions(include_inactive=False) if sub.get("active")]
+            ours = {sub["id"] for sub in active if self._callback_url is None or sub.get("url") == self._callback_url}
             fetched = {sub_id: client.signing_secrets(sub_id) for sub_id in ours if sub_id not in self._memory}
         except AiwynAPIError as exc:
             log.warning("secrets refresh failed: %s %s", exc.status, exc.code)
             return 0
         self._store(fetched)
-        self._forget_all_but(set(ours))
-        return len(ours)
-
-    def _forget_all_but(self, ours: set[str]) -> None:
-        gone = {key.decode() for key in self._redis.hkeys(SECRETS_KEY)} - ours
-        if gone:
-            self._redis.hdel(SECRETS_KEY, *gone)
+        # Only ids this process knew before the list call: one that registration stores meanwhile is kept.
+        dead = set(self._memory) - {sub["id"] for sub in active}
+        if dead:
+            self._redis.hdel(SECRETS_KEY, *dead)
         with self._lock:
             self._memory = {sub_id: entries for sub_id, entries in self._memory.items() if sub_id in ours}
+        return len(ours)
 
     def store(self, subscription_id: str, secrets: list[dict[str, Any]]) -> None:
         """Keep secrets fetched elsewhere (by registration) for every process."""

@@ -16,6 +16,7 @@ import redis
 from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from config.job_contract import MAX_EVENT_ID
 from receiver.delivery_queue import Enqueued
 from receiver.signatures import NO_MATCH, NO_SECRET, VerificationError, check_headers, check_signature
 
@@ -73,6 +74,8 @@ def receive(token: str | None = None) -> Response:
     subscription_id = request.headers.get(SUBSCRIPTION_HEADER, "")
     try:
         signed = check_headers(request.headers, tolerance=settings.timestamp_tolerance)
+        if len(signed.event_id) > MAX_EVENT_ID:
+            raise VerificationError("webhook-id is too long")
         if not subscription_id:
             raise VerificationError(f"missing {SUBSCRIPTION_HEADER} header")
         secrets = runtime.secrets.secrets_for(subscription_id)

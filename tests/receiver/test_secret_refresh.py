@@ -140,3 +140,8 @@ def test_a_deactivated_subscription_is_forgotten_once_the_list_is_refreshed(
         with caplog.at_level(logging.INFO, logger="receiver.webhook"):
             assert process.post("/webhooks/aiwyn", data=body, headers=headers).status_code == 401
         assert "reason='unknown subscription'" in caplog.messages[-1]
+
+    # A process still running with an outdated PUBLIC_URL forgets in its own memory only.
+    stale = create_app(replace(settings, public_url="http://127.0.0.1:1", allow_http=True)).extensions["aiwyn"].secrets
+    assert stale.refresh_all() == 0
+    assert redis_client.hkeys(SECRETS_KEY) == [kept.encode()]

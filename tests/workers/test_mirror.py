@@ -9,6 +9,7 @@ import sqlalchemy
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from config.job_contract import MAX_EVENT_ID
 from tests.events import event_body
 from tests.workers.conftest import MakeRuntime, deliver, ledger_row, run_row
 from workers.events import Event
@@ -95,6 +96,12 @@ def test_a_repeated_event_is_recorded_once(make_runtime: MakeRuntime, engine: sq
     assert (entry.status, entry.attempts, entry.entity_type, entry.operation, entry.record_id) == ("processed", 1, "client", "UPDATE", "rec_1")
     assert b'"evt_1"' in entry.payload.encode()
     assert run_row(engine, "evt_1", "mirror").attempts == 1
+
+
+def test_the_longest_event_id_the_receiver_accepts_fits_the_ledger(make_runtime: MakeRuntime, engine: sqlalchemy.Engine) -> None:
+    event_id = "evt_" + "x" * (MAX_EVENT_ID - 4)  # PostgreSQL would refuse one character more
+    apply(make_runtime(), event_id)
+    assert ledger_row(engine, event_id).status == "processed"
 
 
 def test_two_workers_on_one_batch_at_once_apply_it_once(make_runtime: MakeRuntime, engine: sqlalchemy.Engine) -> None:
