@@ -195,9 +195,11 @@ def run_handler(runtime: WorkerRuntime, handler: str, event_ids: Sequence[str], 
     job for the delivery that failed (a retaken batch, a follow-up queued twice).
     """
     registration = runtime.registry.get(handler)
-    if registration is None:  # deployed workers disagree: fail the runs visibly, to replay once fixed
-        reason = f"handler {handler} is not registered in the worker that took its job"
-        return {e: _fail_unrunnable(runtime, handler, e, reason, mode, claimed_at) for e in event_ids}
+    if registration is None:
+        # Deployed workers disagree (a rolling deploy): the runs stay as they are, and the sweep
+        # of a worker that has the handler queues them again after the grace (workers.recovery).
+        log.warning("handler %s is not registered in this worker: %d run(s) left to a worker that has it", handler, len(event_ids))
+        return dict.fromkeys(event_ids, "handler not here")
     deliveries = load_deliveries(runtime, event_ids)
     outcomes: dict[str, str] = {}
     for position, event_id in enumerate(event_ids):

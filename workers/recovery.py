@@ -41,7 +41,7 @@ def requeue_stuck_runs(runtime: WorkerRuntime, limit: int = SWEEP_LIMIT) -> int:
     with Session(engine) as session:
         found = session.execute(
             select(HandlerRun.event_id, HandlerRun.handler, HandlerRun.status, HandlerRun.attempts - HandlerRun.attempt_base)
-            .where(_stuck(now, grace))
+            .where(_stuck(now, grace), HandlerRun.handler.in_([registration.name for registration in runtime.registry]))
             .order_by(HandlerRun.updated_at)
             .limit(limit)
         ).all()
@@ -49,8 +49,6 @@ def requeue_stuck_runs(runtime: WorkerRuntime, limit: int = SWEEP_LIMIT) -> int:
     taken = 0
     for event_id, handler, status, attempts in found:
         registration = runtime.registry.get(handler)
-        if registration is None:
-            continue  # a worker that has the handler takes it
         values: dict[str, object] = {"updated_at": now, "next_attempt_at": now}
         final = False
         if status == runs.RUNNING:  # its worker died: that attempt counts

@@ -25,6 +25,7 @@ from workers.discovery import HandlerLoadError, load_registry
 from workers.events import Event
 from workers.handlers import DoNotRetry, handler
 from workers.models import HandlerRun, LedgerEntry, MirroredRecord
+from workers.recovery import requeue_stuck_runs
 from workers.registry import HandlerRegistry, default_registry
 
 
@@ -322,13 +323,27 @@ def test_runs_that_cannot_start_go_to_the_failed_list_with_the_reason(make_runti
         deliver(runtime, (event_id, event_body(event_id, record_id=f"rec_{event_id}")), run_follow_ups=False)
     with Session(engine) as session, session.begin():  # a payload the parser of a newer release refuses
         session.execute(update(LedgerEntry).where(LedgerEntry.event_id == "evt_2").values(payload="{not json"))
-    newer = make_runtime(registry_of(kept=(lambda e, s: None, {})))  # a worker without "gone"
-    assert processing.run_handler(newer, "gone", ["evt_1"]) == {"evt_1": "failed"}
-    assert processing.run_handler(newer, "kept", ["evt_1", "evt_2"]) == {"evt_1": "succeeded", "evt_2": "failed"}
-    assert "handler gone is not registered" in run_row(engine, "evt_1", "gone").last_error
+    other = make_runtime(registry_of(kept=(lambda e, s: None, {})))  # a worker without "gone"
+    assert processing.run_handler(other, "kept", ["evt_1", "evt_2"]) == {"evt_1": "succeeded", "evt_2": "failed"}
     assert "the stored payload no longer parses" in run_row(engine, "evt_2", "kept").last_error
-    assert {(r.event_id, r.handler) for r in failed.find(engine, failed.Filter())} == {("evt_1", "gone"), ("evt_2", "kept")}
-    assert ledger_row(engine, "evt_1").status == ledger_row(engine, "evt_2").status == "failed"
+    assert {(r.event_id, r.handler) for r in failed.find(engine, failed.Filter())} == {("evt_2", "kept")}
+    assert ledger_row(engine, "evt_2").status == "failed"
+
+
+def test_a_job_for_a_handler_this_worker_lacks_leaves_the_run_to_one_that_has_it(make_runtime: MakeRuntime, engine: sqlalchemy.Engine) -> None:
+    calls: list[str] = []
+    full = make_runtime(registry_of(new=(lambda e, s: calls.append(e.id), {})))
+    deliver(full, ("evt_1", event_body("evt_1")), run_follow_ups=False)
+    older = make_runtime(registry_of())  # a rolling deploy: this worker has not got "new" yet
+    assert processing.run_handler(older, "new", ["evt_1"]) == {"evt_1": "handler not here"}
+    assert run_row(engine, "evt_1", "new").status == "pending" and failed.find(engine, failed.Filter()) == []
+    assert requeue_stuck_runs(older) == 0  # nor does its sweep take the run
+    with Session(engine) as session, session.begin():  # the grace passes
+        session.execute(update(HandlerRun).where(HandlerRun.event_id == "evt_1").values(updated_at=runs.now_for(engine) - timedelta(hours=1)))
+    assert requeue_stuck_runs(full) == 1
+    [job] = full.handler_queue.jobs
+    processing.run_handler(full, *job.args)
+    assert calls == ["evt_1"] and ledger_row(engine, "evt_1").status == "processed"
 
 
 def test_a_handler_class_whose_constructor_raises_stops_the_start_naming_it(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
