@@ -99,7 +99,7 @@ def test_of_two_of_ours_with_one_name_the_marked_one_is_kept_and_the_other_deact
     assert actions([sub("legacy", description=None), sub("s1")]) == [("unchanged", "s1", {}), ("deactivate", "legacy", {})]
 
 
-def test_uninstall_and_plan_agree_on_what_is_ours() -> None:
+def test_ours_is_told_by_the_mark_and_its_instance_not_by_the_url() -> None:
     assert OWNER.owns(sub("s1")) and OWNER.owns(sub("s1", url="https://old.example", description=MARK))
     assert not Owner("eu", URL).owns(sub("s1"))
 
