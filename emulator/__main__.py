@@ -30,6 +30,7 @@ _VALUE_FLAGS = {
     "secret-grace": "seconds an old secret keeps signing after a rotation (default 86400)",
     "reorder-window-ms": "window of the reorder fault in ms (default 200)",
     "delay-ms": "fault: wait this many ms before each attempt (default 0)",
+    "rate-limit-per-second": "fault: answer 429 to /api/v1 calls above this many a second (default 0 = off)",
     "tls-ca-file": "PEM file of the CA (or self-signed certificate) to trust for https deliveries (default: the system's CAs)",
 }
 _SWITCHES = {

@@ -7,7 +7,7 @@ import logging
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from . import auth, control_api, records_api, subscriptions_api
+from . import auth, control_api, custom_types_api, records_api, subscriptions_api
 from .envelope import APIError, fail
 from .runtime import Runtime, current_runtime
 from .sender import Sender
@@ -44,14 +44,16 @@ def create_app(settings: Settings, *, start_sender: bool = True) -> Flask:
             reorder=settings.reorder,
             reorder_window_ms=settings.reorder_window_ms,
             delay_ms=settings.delay_ms,
+            rate_limit_per_second=settings.rate_limit_per_second,
         )
     )
     runtime = Runtime(settings, store, TokenIssuer(settings.token_ttl), Sender(settings, store))
     app.extensions["emulator"] = runtime
 
+    app.before_request(_rate_limit)  # first: a refused call is neither counted nor applied
     app.before_request(_count_api_call)
     app.before_request(auth.require_bearer)
-    for blueprint in (auth.bp, subscriptions_api.bp, records_api.bp, control_api.bp):
+    for blueprint in (auth.bp, subscriptions_api.bp, custom_types_api.bp, records_api.bp, control_api.bp):
         app.register_blueprint(blueprint)
     app.register_error_handler(APIError, fail)
     app.register_error_handler(HTTPException, _http_error)
@@ -61,8 +63,22 @@ def create_app(settings: Settings, *, start_sender: bool = True) -> Flask:
     return app
 
 
+def _rate_limit() -> tuple[Response, int] | None:
+    """The rate-limit fault: a call of /api/v1 above the limit is answered 429 with Retry-After."""
+    if not request.path.startswith("/api/"):
+        return None
+    store = current_runtime().store
+    wait = store.limiter.admit(store.faults.rate_limit_per_second)
+    if wait == 0:
+        return None
+    limit = store.faults.rate_limit_per_second
+    response, status = fail(APIError(429, "RATE_LIMITED", f"more than {limit} calls a second; retry after {wait} s", {"retryAfter": wait}))
+    response.headers["Retry-After"] = str(wait)
+    return response, status
+
+
 def _count_api_call() -> None:
-    """Count calls of the contract's API by route, so a test can see how often a client calls."""
+    """Count served calls of the contract's API by route (429s are not), so a test can see how often a client calls."""
     if request.path.startswith("/api/") and request.url_rule is not None:
         store = current_runtime().store
         with store.lock:

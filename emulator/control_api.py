@@ -1,4 +1,4 @@
-"""The emulator's own paths under `/_emulator` (contract §6): delivery log, events, records, faults.
+"""The emulator's own paths under `/_emulator` (contract §6): delivery log, events, records, faults, seeding.
 
 No authentication and plain JSON (no envelope), so nothing here can pass for Aiwyn's API.
 """
@@ -9,8 +9,8 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from . import catalog
-from .clock import iso_millis
+from .control_records import MAX_SEED, seed, silent_change
+from .custom_types import is_active_type, is_any_type
 from .runtime import current_runtime
 from .state import Faults
 
@@ -40,8 +40,9 @@ def health_view() -> Response:
 
 @bp.get("/stats")
 def stats_view() -> Response:
-    """Sender counters; `pending == 0` means every delivery has ended."""
-    return jsonify(current_runtime().sender.stats())
+    """Sender counters; `pending == 0` means every delivery has ended. `rateLimited`: calls answered 429."""
+    runtime = current_runtime()
+    return jsonify({**runtime.sender.stats(), "rateLimited": runtime.store.limiter.refused})
 
 
 @bp.get("/api-calls")
@@ -77,16 +78,75 @@ def events_view() -> Response:
 def records_view() -> Response:
     """Current state of stored records (optionally of one `type`), inactive ones included."""
     wanted = request.args.get("type")
-    if wanted is not None and not catalog.is_known_type(wanted):
+    store = current_runtime().store
+    if wanted is not None and not is_any_type(store, wanted):
         raise ControlError(400, f"unknown entity type {wanted!r}")
+    with store.lock:
+        records = [r.to_listing_json() for r in store.records.values() if wanted in (None, r.type)]
+    return jsonify({"records": records})
+
+
+def _body() -> dict[str, Any]:
+    body: Any = request.get_json(force=True, silent=True)
+    if not isinstance(body, dict):
+        raise ControlError(400, "the body must be a JSON object")
+    return body
+
+
+@bp.post("/seed")
+def seed_view() -> Response:
+    """Create `count` records of `type` at once (for tests and benchmarks); CREATE events as usual."""
+    body = _body()
+    entity_type, count, template = body.get("type"), body.get("count"), body.get("attributes", {})
+    runtime = current_runtime()
+    if not isinstance(entity_type, str) or not is_active_type(runtime.store, entity_type):
+        raise ControlError(400, f"type must be a live entity type, got {entity_type!r}")
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_SEED:
+        raise ControlError(400, f"count must be a whole number from 1 to {MAX_SEED}")
+    if template is None:
+        template = {}
+    if not isinstance(template, dict):
+        raise ControlError(400, "attributes must be an object")
+    runtime.sender.submit(seed(runtime.store, entity_type, count, template))
+    return jsonify({"created": count})
+
+
+@bp.put("/records/<record_id>")
+def change_record_view(record_id: str) -> Response:
+    """Change a record (version + 1, updatedAt now); with `"deliver": false` no event is made, as if all were lost."""
+    body = _body()
+    attributes, active, deliver = body.get("attributes", {}), body.get("active"), body.get("deliver", True)
+    if attributes is None:
+        attributes = {}
+    if not isinstance(attributes, dict):
+        raise ControlError(400, "attributes must be an object")
+    if active is not None and not isinstance(active, bool):
+        raise ControlError(400, "active must be true or false")
+    if not isinstance(deliver, bool):
+        raise ControlError(400, "deliver must be true or false")
+    runtime = current_runtime()
+    with runtime.store.lock:
+        record = runtime.store.records.get(record_id)
+        if record is None:
+            raise ControlError(404, f"no record {record_id}")
+        events = silent_change(runtime.store, record, attributes, active, deliver)
+        data = record.to_listing_json()
+    runtime.sender.submit(events)
+    return jsonify(data)
+
+
+@bp.delete("/records/<record_id>")
+def remove_record_view(record_id: str) -> tuple[str, int]:
+    """With `hard=true`: forget a record entirely, without an event (Aiwyn no longer lists it)."""
+    if request.args.get("hard", "").lower() != "true":
+        raise ControlError(400, "only hard=true is supported here; DELETE /api/v1/records soft-deletes")
     store = current_runtime().store
     with store.lock:
-        records = [
-            {**r.to_json(), "createdAt": iso_millis(r.created_at), "updatedAt": iso_millis(r.updated_at)}
-            for r in store.records.values()
-            if wanted in (None, r.type)
-        ]
-    return jsonify({"records": records})
+        record = store.records.get(record_id)
+        if record is None:
+            raise ControlError(404, f"no record {record_id}")
+        store.remove_record(record)
+    return "", 204
 
 
 @bp.get("/faults")
@@ -100,15 +160,14 @@ _FAULT_FIELDS = {
     "reorder": ("reorder", bool),
     "reorderWindowMs": ("reorder_window_ms", int),
     "delayMs": ("delay_ms", int),
+    "rateLimitPerSecond": ("rate_limit_per_second", int),
 }
 
 
 @bp.put("/faults")
 def set_faults_view() -> Response:
     """Change the given faults; the others stay. New events follow them at once."""
-    body: Any = request.get_json(force=True, silent=True)
-    if not isinstance(body, dict):
-        raise ControlError(400, "the body must be a JSON object")
+    body = _body()
     changes = {}
     for key, value in body.items():
         if key not in _FAULT_FIELDS:

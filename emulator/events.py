@@ -6,12 +6,18 @@ import json
 from datetime import datetime
 
 from .clock import iso_millis
+from .custom_types import is_active_type
 from .state import Event, Record, Store
 
 
 def fan_out(store: Store, record: Record, operation: str, occurred_at: datetime) -> list[Event]:
-    """Create and store the events for `record`'s change; call with `store.lock` held."""
-    events = []
+    """Create and store the events for `record`'s change; call with `store.lock` held.
+
+    A record of a deactivated custom type has no events: the type left the deliveries.
+    """
+    events: list[Event] = []
+    if not is_active_type(store, record.type):
+        return events
     for subscription in store.subscriptions.values():
         if not subscription.matches(record.type, operation):
             continue

@@ -10,8 +10,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from . import catalog
-from .clock import utc_now
+from .custom_types import is_active_type
 from .events import fan_out
 from .state import Event, Record, Store
 
@@ -27,22 +26,37 @@ class ItemFailure(Exception):
         self.message = message
 
 
-def _parse_target(item: Any) -> tuple[str, str, str]:
-    """The item's (type, system, id), or an `ItemFailure` saying what is wrong."""
+def _parse_type(store: Store, item: Any) -> str:
+    """The item's live entity type, or an `ItemFailure` saying what is wrong."""
     if not isinstance(item, dict):
         raise ItemFailure("VALIDATION_ERROR", "each record must be a JSON object")
     entity_type = item.get("type")
     if not isinstance(entity_type, str) or not entity_type:
         raise ItemFailure("VALIDATION_ERROR", "type is required and must be a string")
-    if not catalog.is_known_type(entity_type):
+    if not is_active_type(store, entity_type):
         raise ItemFailure("UNKNOWN_ENTITY_TYPE", f"unknown entity type {entity_type!r}")
+    return entity_type
+
+
+def _parse_ref(item: dict[str, Any], *, required: bool) -> tuple[str, str] | None:
+    """The item's (system, id); None only when the ref may be absent (upsert) and is missing or null."""
     ref = item.get("systemRef")
+    if ref is None and not required:
+        return None
     if not isinstance(ref, dict):
         raise ItemFailure("VALIDATION_ERROR", "systemRef is required and must be an object")
     system, system_id = ref.get("system"), ref.get("id")
     if not (isinstance(system, str) and system and isinstance(system_id, str) and system_id):
         raise ItemFailure("VALIDATION_ERROR", "systemRef.system and systemRef.id must be non-empty strings")
-    return entity_type, system, system_id
+    return system, system_id
+
+
+def _parse_target(store: Store, item: Any) -> tuple[str, str, str]:
+    """The item's (type, system, id) for update and delete, where systemRef is required."""
+    entity_type = _parse_type(store, item)
+    ref = _parse_ref(item, required=True)
+    assert ref is not None
+    return entity_type, ref[0], ref[1]
 
 
 def _parse_attributes(item: dict[str, Any]) -> dict[str, Any]:
@@ -56,22 +70,25 @@ def _parse_attributes(item: dict[str, Any]) -> dict[str, Any]:
     return attributes
 
 
-def _change(store: Store, record: Record, operation: str, now: datetime) -> list[Event]:
+def change_record(store: Store, record: Record, operation: str, now: datetime, *, deliver: bool = True) -> list[Event]:
+    """Count a change made to `record` (a new version at `now`, moved in the listing); its events unless `deliver` is False."""
     record.version += 1
     record.updated_at = now
-    return fan_out(store, record, operation, now)
+    store.reindex(record)
+    return fan_out(store, record, operation, now) if deliver else []
 
 
 def _upsert(store: Store, item: Any, now: datetime) -> tuple[str, Record, list[Event]]:
-    entity_type, system, system_id = _parse_target(item)
+    entity_type = _parse_type(store, item)
+    ref = _parse_ref(item, required=False)
     attributes = _parse_attributes(item)
-    record = store.find_record(entity_type, system, system_id)
+    record = store.find_record(entity_type, *ref) if ref is not None else None
     if record is None:
         record = Record(
             id=store.ids.new("rec_"),
             type=entity_type,
-            system=system,
-            system_id=system_id,
+            system=ref[0] if ref else None,
+            system_id=ref[1] if ref else None,
             attributes=dict(attributes),
             active=True,
             version=1,
@@ -82,28 +99,28 @@ def _upsert(store: Store, item: Any, now: datetime) -> tuple[str, Record, list[E
         return "CREATED", record, fan_out(store, record, "CREATE", now)
     record.attributes.update(attributes)
     record.active = True  # upserting a soft-deleted record brings it back
-    return "UPDATED", record, _change(store, record, "UPDATE", now)
+    return "UPDATED", record, change_record(store, record, "UPDATE", now)
 
 
 def _update(store: Store, item: Any, now: datetime) -> tuple[str, Record, list[Event]]:
-    entity_type, system, system_id = _parse_target(item)
+    entity_type, system, system_id = _parse_target(store, item)
     attributes = _parse_attributes(item)
     record = store.find_record(entity_type, system, system_id)
     if record is None:
         raise ItemFailure("RECORD_NOT_FOUND", f"no {entity_type} with systemRef {system}/{system_id}")
     record.attributes.update(attributes)
-    return "UPDATED", record, _change(store, record, "UPDATE", now)
+    return "UPDATED", record, change_record(store, record, "UPDATE", now)
 
 
 def _delete(store: Store, item: Any, now: datetime) -> tuple[str, Record, list[Event]]:
-    entity_type, system, system_id = _parse_target(item)
+    entity_type, system, system_id = _parse_target(store, item)
     record = store.find_record(entity_type, system, system_id)
     if record is None:
         raise ItemFailure("RECORD_NOT_FOUND", f"no {entity_type} with systemRef {system}/{system_id}")
     if not record.active:
         return "DELETED", record, []  # already deleted: nothing changes, no event
     record.active = False
-    return "DELETED", record, _change(store, record, "DELETE", now)
+    return "DELETED", record, change_record(store, record, "DELETE", now)
 
 
 _ACTIONS: dict[str, Callable[[Store, Any, datetime], tuple[str, Record, list[Event]]]] = {
@@ -120,7 +137,7 @@ def apply_batch(store: Store, action: str, items: list[Any]) -> tuple[dict[str, 
     with store.lock:
         for index, item in enumerate(items):
             try:
-                status, record, new_events = _ACTIONS[action](store, item, utc_now())
+                status, record, new_events = _ACTIONS[action](store, item, store.next_stamp())
             except ItemFailure as failure:
                 ref = item.get("systemRef") if isinstance(item, dict) else None
                 results.append(
@@ -139,7 +156,7 @@ def apply_batch(store: Store, action: str, items: list[Any]) -> tuple[dict[str, 
                     "index": index,
                     "status": status,
                     "id": record.id,
-                    "systemRef": {"system": record.system, "id": record.system_id},
+                    "systemRef": record.system_ref,
                     "error": None,
                 }
             )

@@ -1,15 +1,21 @@
-"""Records (contract §5): batch upsert, update and soft delete, entity types and their schemas."""
+"""Records (contract §5, §5b): batch upsert, update and soft delete, entity types, schemas, listing and reads."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Response, request
 
 from . import catalog
+from .custom_types import is_active_type, records_url, schema_of, schema_url
 from .envelope import APIError, json_object, ok
+from .listing import CursorError, decode_cursor, encode_cursor, to_micros
 from .records import MAX_RECORDS, apply_batch
 from .runtime import current_runtime
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 500
 
 bp = Blueprint("records", __name__, url_prefix="/api/v1/records")
 
@@ -65,24 +71,90 @@ def delete_view() -> tuple[Response | str, int]:
 
 @bp.get("/types")
 def types_view() -> tuple[Response, int]:
-    """The entity types records can have."""
+    """The live entity types: the standard ones, then active custom ones."""
     root = request.url_root.rstrip("/")
+    store = current_runtime().store
+    with store.lock:
+        named = [(name, catalog.display_name(name), False) for name in catalog.STANDARD_TYPES]
+        named += [(c.name, c.display_name, True) for c in store.custom_types.values() if c.active]
     types = [
         {
             "name": name,
-            "displayName": catalog.display_name(name),
-            "isCustom": False,
-            "schemaUrl": f"{root}/api/v1/records/schema/{name}",
-            "recordsUrl": f"{root}/api/v1/records",
+            "displayName": display,
+            "isCustom": is_custom,
+            "schemaUrl": schema_url(root, name),
+            "recordsUrl": records_url(root, name),
         }
-        for name in catalog.STANDARD_TYPES
+        for name, display, is_custom in named
     ]
     return ok({"entityTypes": types})
 
 
 @bp.get("/schema/<entity_type>")
 def schema_view(entity_type: str) -> tuple[Response, int]:
-    """The fields of one entity type."""
-    if not catalog.is_known_type(entity_type):
+    """The fields of one live entity type."""
+    schema = schema_of(current_runtime().store, entity_type)
+    if schema is None:
         raise APIError(404, "UNKNOWN_ENTITY_TYPE", f"unknown entity type {entity_type!r}")
-    return ok(catalog.schema(entity_type))
+    return ok(schema)
+
+
+def _bad_query(field: str, why: str) -> APIError:
+    return APIError(400, "VALIDATION_ERROR", f"{field} {why}", {"fields": {field: why}})
+
+
+def _limit() -> int:
+    raw = request.args.get("limit")
+    if raw is None:
+        return DEFAULT_LIMIT
+    if not raw.strip().isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise _bad_query("limit", f"must be a whole number from 1 to {MAX_LIMIT}")
+    return int(raw)
+
+
+def _since_micros() -> int | None:
+    raw = request.args.get("updatedSince")
+    if raw is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(raw.strip())
+    except ValueError:
+        raise _bad_query("updatedSince", "must be an ISO 8601 date-time such as 2026-11-23T10:00:00.000Z") from None
+    return to_micros(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+
+
+def _require_live(entity_type: str) -> None:
+    if not is_active_type(current_runtime().store, entity_type):
+        raise APIError(404, "UNKNOWN_ENTITY_TYPE", f"unknown entity type {entity_type!r}")
+
+
+@bp.get("/<entity_type>")
+def list_view(entity_type: str) -> tuple[Response, int]:
+    """One page of a type's records by (updatedAt, id); `nextCursor` is null on the last page."""
+    limit, since = _limit(), _since_micros()
+    cursor = request.args.get("cursor")
+    try:
+        after = decode_cursor(cursor) if cursor else None
+    except CursorError as exc:
+        raise _bad_query("cursor", str(exc)) from None
+    include_inactive = request.args.get("includeInactive", "").lower() == "true"
+    store = current_runtime().store
+    with store.lock:
+        _require_live(entity_type)
+        ids, next_key = store.index.page(
+            entity_type, after=after, since_micros=since, limit=limit, include_inactive=include_inactive
+        )
+        records = [store.records[record_id].to_listing_json() for record_id in ids]
+    return ok({"records": records, "nextCursor": encode_cursor(next_key) if next_key else None})
+
+
+@bp.get("/<entity_type>/<record_id>")
+def read_view(entity_type: str, record_id: str) -> tuple[Response, int]:
+    """One record of a live type, inactive or not."""
+    store = current_runtime().store
+    with store.lock:
+        _require_live(entity_type)
+        record = store.records.get(record_id)
+        if record is None or record.type != entity_type:
+            raise APIError(404, "RECORD_NOT_FOUND", f"no {entity_type} record {record_id}")
+        return ok(record.to_listing_json())

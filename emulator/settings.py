@@ -17,6 +17,7 @@
 | `EMULATOR_REORDER`          | `--reorder`           | off (fault: reverse each window)    |
 | `EMULATOR_REORDER_WINDOW_MS`| `--reorder-window-ms` | `200`                               |
 | `EMULATOR_DELAY_MS`         | `--delay-ms`          | `0` (fault: wait before attempts)   |
+| `EMULATOR_RATE_LIMIT_PER_SECOND` | `--rate-limit-per-second` | `0` = off (fault: 429 above it) |
 
 `Settings.from_env` is the only reader of the environment; everything else is handed a `Settings`.
 """
@@ -54,6 +55,7 @@ class Settings:
     reorder: bool = False
     reorder_window_ms: int = 200
     delay_ms: int = 0
+    rate_limit_per_second: int = 0
     tls_ca_file: str | None = None
 
     @classmethod
@@ -146,5 +148,6 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "reorder": _flag,
     "reorder_window_ms": _integer(0, 60_000),
     "delay_ms": _integer(0, 600_000),
+    "rate_limit_per_second": _integer(0, 1_000_000),
     "tls_ca_file": _text,
 }

@@ -9,11 +9,16 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .clock import iso_millis, iso_seconds
+from .clock import iso_millis, iso_seconds, utc_now
 from .ids import SortableIds
+from .listing import RecordIndex, from_micros, to_micros
+from .rate_limit import RateLimiter
 from .signing import new_secret
+
+if TYPE_CHECKING:
+    from .custom_types import CustomType
 
 
 @dataclass
@@ -86,12 +91,12 @@ class Subscription:
 
 @dataclass
 class Record:
-    """A stored record, named by `id` and matched by `(type, system, system_id)`."""
+    """A stored record, named by `id` and matched by `(type, system, system_id)` when it has a systemRef."""
 
     id: str
     type: str
-    system: str
-    system_id: str
+    system: str | None
+    system_id: str | None
     attributes: dict[str, Any]
     active: bool
     version: int
@@ -99,9 +104,18 @@ class Record:
     updated_at: datetime
 
     @property
-    def key(self) -> tuple[str, str, str]:
-        """The upsert match key."""
+    def key(self) -> tuple[str, str, str] | None:
+        """The upsert match key; None for a record created without a systemRef (it never matches)."""
+        if self.system is None or self.system_id is None:
+            return None
         return (self.type, self.system, self.system_id)
+
+    @property
+    def system_ref(self) -> dict[str, str] | None:
+        """The contract's `systemRef`, or null."""
+        if self.system is None or self.system_id is None:
+            return None
+        return {"system": self.system, "id": self.system_id}
 
     def to_json(self) -> dict[str, Any]:
         """The record as an event body carries it (contract §4)."""
@@ -110,9 +124,13 @@ class Record:
             "type": self.type,
             "version": self.version,
             "active": self.active,
-            "systemRef": {"system": self.system, "id": self.system_id},
+            "systemRef": self.system_ref,
             "attributes": dict(self.attributes),
         }
+
+    def to_listing_json(self) -> dict[str, Any]:
+        """The record as the listing and the single read return it (contract §5b)."""
+        return {**self.to_json(), "createdAt": iso_millis(self.created_at), "updatedAt": iso_millis(self.updated_at)}
 
 
 @dataclass
@@ -182,6 +200,7 @@ class Faults:
     reorder: bool = False
     reorder_window_ms: int = 200
     delay_ms: int = 0
+    rate_limit_per_second: int = 0  # calls of /api/v1 a second across clients; 0 = no limit
 
     def to_json(self) -> dict[str, Any]:
         """The shape of `GET /_emulator/faults`."""
@@ -190,6 +209,7 @@ class Faults:
             "reorder": self.reorder,
             "reorderWindowMs": self.reorder_window_ms,
             "delayMs": self.delay_ms,
+            "rateLimitPerSecond": self.rate_limit_per_second,
         }
 
     def updated(self, **changes: Any) -> Faults:
@@ -211,13 +231,22 @@ class Store:
         self.events: dict[str, Event] = {}
         self.attempts: dict[str, list[Attempt]] = {}
         self.api_calls: dict[str, int] = {}  # "METHOD /route/<rule>" -> count, for tests of callers' restraint
+        self.custom_types: dict[str, CustomType] = {}  # by name, in creation order
+        self.index = RecordIndex()
+        self.limiter = RateLimiter()
+        self.seed_serial = 0  # numbers seeded systemRefs, unique across seed calls
+        self._last_stamp = 0
 
     def clear(self) -> None:
-        """Forget subscriptions, records, events and attempts; faults go back to the start-up ones."""
+        """Forget subscriptions, records, custom types, events and attempts; faults go back to the start-up ones."""
         with self.lock:
             self.subscriptions.clear()
             self.records.clear()
             self.record_keys.clear()
+            self.custom_types.clear()
+            self.index.clear()
+            self.limiter.reset()
+            self.seed_serial = 0
             self.events.clear()
             self.attempts.clear()
             self.api_calls.clear()
@@ -228,10 +257,29 @@ class Store:
         record_id = self.record_keys.get((entity_type, system, system_id))
         return self.records.get(record_id) if record_id else None
 
+    def next_stamp(self) -> datetime:
+        """Now, but strictly later than every stamp before: (updatedAt, id) order never ties or goes back."""
+        micros = max(to_micros(utc_now()), self._last_stamp + 1)
+        self._last_stamp = micros
+        return from_micros(micros)
+
     def add_record(self, record: Record) -> None:
-        """Store a new record and index it by its match key."""
+        """Store a new record and index it by its match key and its listing key."""
         self.records[record.id] = record
-        self.record_keys[record.key] = record.id
+        if record.key is not None:
+            self.record_keys[record.key] = record.id
+        self.index.put(record.id, record.type, record.updated_at, record.active)
+
+    def reindex(self, record: Record) -> None:
+        """Move the record in the listing after a change of `updated_at` or `active`."""
+        self.index.put(record.id, record.type, record.updated_at, record.active)
+
+    def remove_record(self, record: Record) -> None:
+        """Forget the record entirely (a hard delete): no key, no listing entry."""
+        self.records.pop(record.id, None)
+        if record.key is not None and self.record_keys.get(record.key) == record.id:
+            del self.record_keys[record.key]
+        self.index.remove(record.id)
 
     def log_attempt(self, attempt: Attempt) -> None:
         """Append to the subscription's delivery log and count it on the event."""

@@ -10,6 +10,7 @@ from flask import Blueprint, Response, request
 
 from . import catalog
 from .clock import utc_now
+from .custom_types import active_type_names, is_active_type
 from .envelope import APIError, json_object, ok
 from .ids import short_id
 from .runtime import current_runtime
@@ -17,7 +18,6 @@ from .signing import ALGORITHMS
 from .state import SigningSecret, Subscription
 
 bp = Blueprint("subscriptions", __name__, url_prefix="/api/v1/event-subscriptions")
-
 
 
 def _check_name(value: Any) -> str | None:
@@ -43,7 +43,8 @@ def _check_entity_types(value: Any) -> str | None:
         return 'must be a non-empty list of entity type names, or ["*"]'
     if "*" in value:
         return None if value == ["*"] else '"*" cannot be combined with other types'
-    unknown = [v for v in value if not catalog.is_known_type(v)]
+    store = current_runtime().store
+    unknown = [v for v in value if not is_active_type(store, v)]
     if unknown:
         return "unknown entity types: " + ", ".join(unknown)
     return None
@@ -107,8 +108,9 @@ def _find(subscription_id: str) -> Subscription:
 
 @bp.get("/catalog")
 def catalog_view() -> tuple[Response, int]:
-    """Every entity type that can be subscribed to, with its operations."""
-    types = [{"name": n, "operations": list(catalog.OPERATIONS)} for n in catalog.STANDARD_TYPES]
+    """Every live entity type (active custom ones included) that can be subscribed to, with its operations."""
+    names = active_type_names(current_runtime().store)
+    types = [{"name": n, "operations": list(catalog.OPERATIONS)} for n in names]
     return ok({"entityTypes": types})
 
 

@@ -13,10 +13,11 @@ def client(ref: str, **attributes: Any) -> dict[str, Any]:
 
 
 def test_faults_are_off_by_default_and_change_field_by_field(api):
-    assert api.http.get("/_emulator/faults").json() == {"duplicate": False, "reorder": False, "reorderWindowMs": 200, "delayMs": 0}
+    defaults = {"duplicate": False, "reorder": False, "reorderWindowMs": 200, "delayMs": 0, "rateLimitPerSecond": 0}
+    assert api.http.get("/_emulator/faults").json() == defaults
     response = api.http.put("/_emulator/faults", json={"delayMs": 50})
     assert response.status_code == 200
-    assert response.json() == {"duplicate": False, "reorder": False, "reorderWindowMs": 200, "delayMs": 50}
+    assert response.json() == {**defaults, "delayMs": 50}
     assert api.http.get("/_emulator/faults").json()["delayMs"] == 50
 
 
@@ -108,7 +109,7 @@ def test_reset_forgets_everything_and_restores_faults(api, receiver):
     api.wait_idle()
     api.http.put("/_emulator/faults", json={"duplicate": True})
     assert api.http.post("/_emulator/reset").status_code == 204
-    assert api.stats() == {"pending": 0, "delivered": 0, "dropped": 0, "cancelled": 0, "attempts": 0}
+    assert api.stats() == {"pending": 0, "delivered": 0, "dropped": 0, "cancelled": 0, "attempts": 0, "rateLimited": 0}
     assert api.http.get("/_emulator/events").json()["events"] == []
     assert api.http.get("/_emulator/records").json()["records"] == []
     assert api.http.get("/api/v1/event-subscriptions", params={"includeInactive": "true"}).json()["data"]["subscriptions"] == []

@@ -117,7 +117,7 @@ def test_a_refused_connection_is_retried_then_dropped(api, closed_port_url):
     sub = api.subscribe(closed_port_url)
     api.upsert(client("R-2"))
     stats = api.wait_idle()
-    assert stats == {"pending": 0, "delivered": 0, "dropped": 1, "cancelled": 0, "attempts": 3}
+    assert stats == {"pending": 0, "delivered": 0, "dropped": 1, "cancelled": 0, "attempts": 3, "rateLimited": 0}
     log = api.deliveries(sub["id"])
     assert [(d["status"], d["error"], d["outcome"]) for d in log] == [
         (None, "connection refused", "retrying"),

@@ -59,7 +59,7 @@ def test_each_item_succeeds_or_fails_on_its_own(api):
     data = api.upsert(
         client("P-1"),
         {"type": "invoice", "systemRef": {"system": "erp", "id": "I-1"}, "attributes": {}},
-        {"type": "client", "attributes": {"name": "no ref"}},
+        {"type": "client", "systemRef": "erp/P-2", "attributes": {"name": "string ref"}},
         {"type": "client", "systemRef": {"system": "erp", "id": 7}, "attributes": {"name": "numeric ref"}},
         "not an object",
         client("P-3"),
@@ -69,7 +69,7 @@ def test_each_item_succeeds_or_fails_on_its_own(api):
     assert statuses == [
         (0, "CREATED", None),
         (1, "FAILED", "UNKNOWN_ENTITY_TYPE"),
-        (2, "FAILED", "VALIDATION_ERROR"),
+        (2, "FAILED", "VALIDATION_ERROR"),  # systemRef must be an object (or null on upsert)
         (3, "FAILED", "VALIDATION_ERROR"),  # systemRef.id must be a string
         (4, "FAILED", "VALIDATION_ERROR"),
         (5, "CREATED", None),
@@ -172,7 +172,7 @@ def test_types_list_the_eleven_standard_types(api):
     business = types[2]
     assert business["displayName"] == "Client Business Entity" and business["isCustom"] is False
     assert business["schemaUrl"] == f"{api.base_url}/api/v1/records/schema/clientBusinessEntity"
-    assert business["recordsUrl"] == f"{api.base_url}/api/v1/records"
+    assert business["recordsUrl"] == f"{api.base_url}/api/v1/records/clientBusinessEntity"
 
 
 def test_every_schema_is_well_formed(api):
