@@ -175,8 +175,8 @@ def _parse_field(store: Store, item: dict[str, Any], position: int, own_name: st
     if not isinstance(nullable, bool):
         problems["nullable"] = "must be true or false"
     display = item.get("displayName")
-    if display is None and isinstance(name, str):
-        display = catalog.display_name(name)
+    if display is None:
+        display = catalog.display_name(name) if isinstance(name, str) else None
     elif not isinstance(display, str) or not display.strip():
         problems["displayName"] = "must be a non-empty string"
     description = item.get("description")

@@ -133,6 +133,16 @@ class EmulatorClient:
         assert response.status_code == 200, response.text
         return response.json()["data"]
 
+    def seed(self, entity_type: str, count: int, **attributes: Any) -> None:
+        response = self.http.post("/_emulator/seed", json={"type": entity_type, "count": count, "attributes": attributes})
+        assert response.status_code == 200 and response.json() == {"created": count}, response.text
+
+    def page(self, entity_type: str, **params: Any) -> dict[str, Any]:
+        """One page of `GET /api/v1/records/{type}` (contract §5b)."""
+        response = self.http.get(f"/api/v1/records/{entity_type}", params=params)
+        assert response.status_code == 200, response.text
+        return response.json()["data"]
+
     def stats(self) -> dict[str, int]:
         return self.http.get("/_emulator/stats").json()
 
