@@ -6,7 +6,7 @@ What users may import: ``create_app`` (the app factory gunicorn runs), ``verify`
 
 from __future__ import annotations
 
-from receiver.aiwyn_client import AiwynAPIError, AiwynClient
+from aiwyn_api.client import AiwynAPIError, AiwynClient
 from receiver.app import create_app
 from receiver.signatures import VerificationError, verify
 

@@ -10,9 +10,9 @@ import sqlalchemy
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from aiwyn_api.client import AiwynClient
 from config import Settings, load_settings
 from config.logs import configure_logging
-from receiver.aiwyn_client import AiwynClient
 from receiver.delivery_queue import DeliveryQueue
 from receiver.redis_durability import durability_warnings
 from receiver.secret_store import SecretStore

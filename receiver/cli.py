@@ -7,10 +7,10 @@ import sys
 import click
 import redis
 
+from aiwyn_api.client import AiwynAPIError, AiwynClient
 from config import Settings, SettingsError, load_settings
 from config.logs import configure_logging
 from config.subscriptions import load_subscriptions
-from receiver.aiwyn_client import AiwynAPIError, AiwynClient
 from receiver.app import connect_redis
 from receiver.registration import Owner, RegistrationError, deactivate_ours, register_subscriptions
 from receiver.secret_store import SecretStore

@@ -28,8 +28,8 @@ from typing import Any
 
 import redis
 
+from aiwyn_api.client import AiwynClient
 from config.subscriptions import OWNED_PREFIX, SubscriptionSpec
-from receiver.aiwyn_client import AiwynClient
 from receiver.secret_store import SecretStore
 
 log = logging.getLogger(__name__)

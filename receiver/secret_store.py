@@ -25,8 +25,8 @@ from typing import Any
 import redis
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+from aiwyn_api.client import AiwynAPIError, AiwynClient
 from config import Settings
-from receiver.aiwyn_client import AiwynAPIError, AiwynClient
 from receiver.signatures import SCHEMES
 
 log = logging.getLogger(__name__)

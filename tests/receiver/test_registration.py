@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import redis
 
+from aiwyn_api.client import AiwynClient
 from config import Settings
 from config.subscriptions import SubscriptionSpec
-from receiver.aiwyn_client import AiwynClient
 from receiver.registration import LOCK_KEY, Owner, RegistrationError, check_catalog, plan, register_subscriptions
 
 URL = "https://hooks.example.test/webhooks/aiwyn"

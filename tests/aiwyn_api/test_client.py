@@ -15,8 +15,8 @@ import httpx
 import pytest
 import redis
 
+from aiwyn_api.client import AiwynAPIError, AiwynClient, AiwynUnavailable
 from config import Settings
-from receiver.aiwyn_client import AiwynAPIError, AiwynClient, AiwynUnavailable
 from receiver.secret_store import SecretStore, cipher_for
 from tests.conftest import TEST_SECRETS_KEY
 

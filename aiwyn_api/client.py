@@ -1,4 +1,4 @@
-"""A small client for the parts of Aiwyn's API this service calls: auth, subscriptions, secrets.
+"""A small client for the parts of Aiwyn's API this service calls: auth, subscriptions, secrets, records.
 
 Errors::
 
@@ -7,7 +7,8 @@ Errors::
 
 Tokens are fetched on first use and renewed a minute before they expire, or once after a
 401 on a token that was valid. 429 and 5xx answers and transport errors are retried with
-exponential back-off, honouring ``Retry-After``.
+exponential back-off, honouring ``Retry-After``; a *patient* call (the record listings of a
+backfill) waits out every 429 instead of counting it as a failed attempt.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -27,6 +29,7 @@ log = logging.getLogger(__name__)
 API_PREFIX = "/api/v1"  # assumed in the contract: every path starts with it
 TOKEN_PATH = API_PREFIX + "/auth/token"
 SUBSCRIPTIONS_PATH = API_PREFIX + "/event-subscriptions"
+RECORD_TYPES_PATH = API_PREFIX + "/records/types"
 _RENEW_MARGIN = 60.0
 _MAX_BACKOFF = 30.0
 
@@ -104,13 +107,35 @@ class AiwynClient:
         path = f"{SUBSCRIPTIONS_PATH}/{subscription_id}/secret"
         return _objects(self._call("GET", path), "secrets", {"secret": str, "expiresAt": (str, type(None))}, "GET", path)
 
+    # -- records -----------------------------------------------------------------------------------
+
+    def record_types(self) -> list[dict[str, Any]]:
+        """``/records/types``: every active entity type, custom ones too, with its ``recordsUrl``."""
+        return _objects(self._call("GET", RECORD_TYPES_PATH), "entityTypes", {"name": str}, "GET", RECORD_TYPES_PATH)
+
+    def list_records(self, records_url: str, params: dict[str, str]) -> Any:
+        """One page of a type's listing (contract §5b, assumed): the raw ``data``, checked by the caller."""
+        return self._call("GET", self._same_origin(records_url), params=params, patient=True)
+
+    def _same_origin(self, url: str) -> str:
+        """A ``recordsUrl`` may be absolute; our token is sent only to the API we were given."""
+        parts = urlsplit(url)
+        if not parts.scheme:
+            return url
+        ours = urlsplit(self._settings.aiwyn_base_url or "")
+        if (parts.scheme, parts.netloc) != (ours.scheme, ours.netloc):
+            raise AiwynAPIError(0, "FOREIGN_URL", f"recordsUrl points at {parts.scheme}://{parts.netloc}, not at AIWYN_BASE_URL", "GET", parts.path)
+        return url
+
     # -- plumbing ------------------------------------------------------------------------------
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _call(self, method: str, path: str, patient: bool = False, **kwargs: Any) -> Any:
         renewed = False
         attempt = 0
         while True:
-            response = self._send(method, path, attempt, headers={"Authorization": f"Bearer {self._access_token()}"}, **kwargs)
+            response = self._send(method, path, attempt, patient=patient, headers={"Authorization": f"Bearer {self._access_token()}"}, **kwargs)
+            if response is _WAITED:
+                continue  # a 429 waited out: it is the API's pace, not a failure
             if response is None:
                 attempt += 1
                 continue
@@ -123,8 +148,9 @@ class AiwynClient:
                 return None
             return _unwrap(response, method, path)
 
-    def _send(self, method: str, path: str, attempt: int, **kwargs: Any) -> httpx.Response | None:
-        """One attempt; ``None`` means "retry after the back-off already slept"."""
+    def _send(self, method: str, path: str, attempt: int, patient: bool = False, **kwargs: Any) -> Any:
+        """One attempt; ``None`` means "retry after the back-off already slept", ``_WAITED`` the same
+        for a 429 that a patient call does not count."""
         retries = self._settings.http_retries
         try:
             response = self._http.request(method, path, **kwargs)
@@ -133,6 +159,9 @@ class AiwynClient:
                 raise AiwynUnavailable(0, "NETWORK_ERROR", type(exc).__name__, method, path) from exc
             self._backoff(attempt, None, method, path, type(exc).__name__)
             return None
+        if response.status_code == 429 and patient:
+            self._backoff(min(attempt, 3), response.headers.get("Retry-After"), method, path, "429")
+            return _WAITED
         if response.status_code == 429 or response.status_code >= 500:
             if attempt >= retries:
                 code, message = _error_of(response)
@@ -178,6 +207,9 @@ class AiwynClient:
                 raise AiwynAPIError(response.status_code, "INVALID_RESPONSE", "token answer is malformed", "POST", TOKEN_PATH) from exc
             self._token_expires = time.monotonic() + expires_in
             return self._token
+
+
+_WAITED = object()
 
 
 def _error_of(response: httpx.Response) -> tuple[str, str]:
