@@ -19,3 +19,5 @@ def configure_logging(level: str) -> None:
         handler.setFormatter(formatter)
         root.addHandler(handler)
     root.setLevel(level)
+    # httpx logs every request at INFO: a backfill's hundreds of pages would drown what matters.
+    logging.getLogger("httpx").setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)

@@ -68,6 +68,11 @@ class Settings:
     handler_retry_max_delay: float = 3600.0
     # A run still waiting this long after it was due has lost its job: the worker's sweep requeues it.
     handler_sweep_grace: float = 60.0
+    # Sync: the full copy at first start, and the scheduled repair (workers/sync).
+    backfill_page_size: int = 500
+    backfill_on_start: bool = True
+    backfill_runs_handlers: bool = False
+    reconcile_interval: int = 86400
 
     def missing_for_api(self) -> list[str]:
         """Names of the settings still needed to call Aiwyn's API."""
@@ -255,6 +260,10 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     PREFIX + "HANDLER_RETRY_DELAY": ("handler_retry_delay", _positive_float),
     PREFIX + "HANDLER_RETRY_MAX_DELAY": ("handler_retry_max_delay", _positive_float),
     PREFIX + "HANDLER_SWEEP_GRACE": ("handler_sweep_grace", _positive_float),
+    PREFIX + "BACKFILL_PAGE_SIZE": ("backfill_page_size", _int(1, 500)),
+    PREFIX + "BACKFILL_ON_START": ("backfill_on_start", _flag),
+    PREFIX + "BACKFILL_RUNS_HANDLERS": ("backfill_runs_handlers", _flag),
+    PREFIX + "RECONCILE_INTERVAL": ("reconcile_interval", _int(0)),
 }
 _SECRET_NAMES = {"AIWYN_CLIENT_SECRET", "AIWYN_API_KEY", "DATABASE_URL", "REDIS_URL", PREFIX + "SECRETS_KEY", PREFIX + "CALLBACK_TOKEN"}
 

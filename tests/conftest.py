@@ -14,6 +14,7 @@ from devstack.services import start_redis
 from tests.databases import KINDS, POSTGRES_URL, throwaway_database
 from workers.database import make_engine
 from workers.migrate import upgrade
+from workers.models import metadata
 
 TEST_SECRETS_KEY = "qtPnQ3lV7m8pVfIZb8a6Vh0KJ5o7U7u0J0Yc1WQ0xw8="  # a Fernet key for tests only
 
@@ -47,8 +48,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 def engine(database_url: str) -> Iterator[sqlalchemy.Engine]:
     engine = make_engine(database_url)
     with engine.begin() as connection:
-        for table in ("aiwyn_records", "aiwyn_events", "aiwyn_handler_runs", "aiwyn_handler_cursors"):
-            connection.execute(sqlalchemy.text(f"DELETE FROM {table}"))
+        for table in reversed(metadata.sorted_tables):
+            connection.execute(table.delete())
     yield engine
     engine.dispose()
 

@@ -11,14 +11,22 @@ import click
 import redis
 import sqlalchemy
 
+from aiwyn_api.client import AiwynAPIError
 from config import Settings, SettingsError, load_settings
 from config.logs import configure_logging
+from workers import backfill_events
 from workers.discovery import HandlerLoadError
 from workers.failed import Filter, discard, find, replay
 from workers.migrate import upgrade
 from workers.models import MirroredRecord
 from workers.registry import HandlerRegistry, default_registry
 from workers.runtime import WorkerRuntime, start_runtime
+from workers.sync import backfill as sync_backfill
+from workers.sync import state as sync_state
+from workers.sync.listing import EntityType, SyncError
+from workers.sync.progress import ProgressLine
+from workers.sync.reconcile import EXAMPLES, reconcile_type
+from workers.sync.schedule import lease_seconds, reconcile_lock, subscribed_types
 from workers.worker import DrainWorker
 
 
@@ -58,10 +66,10 @@ def migrate() -> None:
 @click.option("--burst", is_flag=True, help="Quit when the queue is empty.")
 @click.option(
     "--queues",
-    type=click.Choice(["all", "drain", "handlers"]),
+    type=click.Choice(["all", "drain", "handlers", "sync"]),
     default="all",
     show_default=True,
-    help="Which jobs: drain (the mirror), handlers (custom handlers), or all, drain jobs first.",
+    help="Which jobs: drain (the mirror), handlers (custom handlers), sync (backfill, reconcile), or all, in that order.",
 )
 def work(burst: bool, queues: str) -> None:
     """Process queued deliveries in this process (RQ SimpleWorker: no fork per job)."""
@@ -73,8 +81,15 @@ def work(burst: bool, queues: str) -> None:
     except redis.RedisError as exc:
         raise click.ClickException(f"Redis at REDIS_URL: {type(exc).__name__}: {exc}") from exc
     # RQ takes from the queues in order: a free worker always drains first.
-    chosen = {"all": [runtime.queue, runtime.handler_queue], "drain": [runtime.queue], "handlers": [runtime.handler_queue]}[queues]
+    chosen = {
+        "all": [runtime.queue, runtime.handler_queue, runtime.sync_queue],
+        "drain": [runtime.queue],
+        "handlers": [runtime.handler_queue],
+        "sync": [runtime.sync_queue],
+    }[queues]
     worker = DrainWorker(chosen, connection=runtime.redis, runtime=runtime)
+    if runtime.sync_queue.name in [queue.name for queue in chosen]:
+        worker.sync_tick()  # a first start copies what the mirror lacks at once, not after a heartbeat
     # The scheduler moves handler retries and RQ's job retries back to the queue when due.
     worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level)
 
@@ -196,6 +211,118 @@ def failed_discard(event_ids: tuple[str, ...], every: bool, yes: bool, **filters
     if found and not yes:
         click.confirm(f"discard {len(found)} failed run(s)?", abort=True)
     click.echo(f"discarded {discard(engine, found)} run(s)")
+
+
+def _iso_time(_ctx: click.Context, _param: click.Parameter, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO 8601 time (e.g. 2026-11-30T00:00:00Z)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _sync_types(runtime: WorkerRuntime, wanted: tuple[str, ...]) -> list[EntityType]:
+    """The named types, else every subscribed one, with their listing URLs; a clear error for an unknown one."""
+    try:
+        runtime.settings.require_api()
+        types = runtime.listing.types(wanted or subscribed_types(runtime.settings))
+    except (SettingsError, SyncError, AiwynAPIError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    unknown = sorted(set(wanted) - {t.name for t in types} - {"*"})
+    if unknown:
+        raise click.ClickException(f"unknown entity type(s): {', '.join(unknown)} (not in Aiwyn's /records/types)")
+    return types
+
+
+@cli.command()
+@click.option("--type", "wanted", multiple=True, help="Only this entity type (repeatable); default: every subscribed type.")
+@click.option("--since", callback=_iso_time, help="Only records changed at or after this ISO 8601 time.")
+@click.option("--enqueue", is_flag=True, help="Hand the pages to the workers (one RQ job a page) instead of copying here.")
+def backfill(wanted: tuple[str, ...], since: datetime | None, enqueue: bool) -> None:
+    """Copy every record of the subscribed types from Aiwyn into the mirror; resumes where a killed run stopped."""
+    settings = _settings()
+    runtime = _runtime(settings)
+    types = _sync_types(runtime, wanted)
+    lease = lease_seconds(settings)
+    if enqueue:
+        for entity_type in types:
+            held = sync_state.begin(runtime.engine, entity_type.name, lease, since, steal=True)
+            assert held is not None
+            runtime.sync.enqueue_page(entity_type, held.token)
+        click.echo(f"queued the backfill of {len(types)} type(s) for the workers; follow it with: python -m workers sync-status")
+        return
+    line = ProgressLine()
+    hook = backfill_events.Hook(runtime) if settings.backfill_runs_handlers else None
+    try:
+        sync_backfill.run(runtime.engine, runtime.listing, types, settings.backfill_page_size, lease, since, line, hook)
+    except sync_state.LeaseLost as exc:
+        raise click.ClickException(f"another backfill of {exc} took over; this one stops") from exc
+    except (SyncError, AiwynAPIError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        if hook is not None:
+            hook.enqueue()
+    click.echo(line.summary(len(types)))
+
+
+@cli.command("reconcile")
+@click.option("--type", "wanted", multiple=True, help="Only this entity type (repeatable); default: every subscribed type.")
+@click.option("--dry-run", is_flag=True, help="Report the drift, change nothing.")
+def reconcile_command(wanted: tuple[str, ...], dry_run: bool) -> None:
+    """Compare the mirror with Aiwyn's listing: repair missing and outdated rows, mark those Aiwyn no longer lists."""
+    settings = _settings()
+    runtime = _runtime(settings)
+    types = _sync_types(runtime, wanted)
+    lock = reconcile_lock(settings, runtime.redis)
+    if not lock.acquire():
+        raise click.ClickException("a reconcile is running already (in a worker or another command); try again when it ends")
+    try:
+        known = sync_state.states(runtime.engine)
+        for entity_type in types:
+            if entity_type.name in known and sync_state.in_progress(known[entity_type.name]):
+                click.echo(f"{entity_type.name}: skipped, its backfill is in progress")
+                continue
+            drift = reconcile_type(runtime.engine, runtime.listing, entity_type, settings.backfill_page_size, dry_run, on_page=lock.reacquire)
+            click.echo(f"{entity_type.name}: {drift.summary()}" + (" (dry run: nothing changed)" if dry_run else ""))
+            for kind in ("missing", "behind", "gone"):
+                for record_id in getattr(drift, kind)[:EXAMPLES]:
+                    click.echo(f"  {kind} {record_id}")
+    except (SyncError, AiwynAPIError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        lock.release()
+
+
+def _when(moment: datetime | None) -> str:
+    aware = sync_state.aware(moment)
+    return f"{aware:%Y-%m-%dT%H:%M:%SZ}" if aware else "never"
+
+
+@cli.command("sync-status")
+def sync_status() -> None:
+    """One line per subscribed type: never, backfilling <n> of about <m>, or complete <UTC time>; and its last reconcile."""
+    settings = _settings()
+    runtime = start_runtime(settings, default_registry())
+    known = sync_state.states(runtime.engine)
+    names = subscribed_types(settings)
+    if "*" in names:
+        try:
+            names = [t.name for t in runtime.listing.types(names)]
+        except (SettingsError, SyncError, AiwynAPIError) as exc:
+            click.echo(f"cannot resolve '*' through Aiwyn ({exc}); showing the types synced so far", err=True)
+            names = sorted(known)
+    for name in names:
+        row = known.get(name)
+        if row is not None and sync_state.in_progress(row):
+            status = f"backfilling {row.backfill_records} of about {row.backfill_estimate if row.backfill_estimate else '?'}"
+        elif row is not None and row.backfill_completed_at is not None:
+            status = f"complete {_when(row.backfill_completed_at)}"
+        else:
+            status = "never"
+        reconciled = f"reconciled {_when(row.reconcile_completed_at)} ({row.reconcile_summary})" if row and row.reconcile_completed_at else "reconciled never"
+        click.echo(f"{name:24} {status:44} {reconciled}")
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""RQ job entry points: ``drain_deliveries`` (named in config.job_contract) and ``run_handler``."""
+"""RQ job entry points: ``drain_deliveries`` (named in config.job_contract), ``run_handler``, and the sync's ``backfill_page`` and ``reconcile``."""
 
 from __future__ import annotations
 
@@ -8,8 +8,13 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from config.job_contract import wake_key
-from workers import processing, shutdown
+from workers import backfill_events, processing, shutdown
 from workers.runtime import current_runtime
+from workers.sync import backfill
+from workers.sync import state as sync_state
+from workers.sync.listing import EntityType
+from workers.sync.reconcile import reconcile_type
+from workers.sync.schedule import lease_seconds, reconcile_lock, scheduled_key
 
 log = logging.getLogger(__name__)
 
@@ -57,3 +62,46 @@ def drain_deliveries(queue_name: str) -> int:
 def run_handler(handler: str, event_ids: Sequence[str], mode: str = "new", claimed_at: datetime | None = None) -> dict[str, str]:
     """Run one custom handler on events of a committed batch, or retry it on one event."""
     return processing.run_handler(current_runtime(), handler, event_ids, mode, claimed_at)
+
+
+def backfill_page(entity_type: str, records_url: str, token: str) -> int:
+    """Copy the next page of a type's backfill, then queue the page after it; records so far."""
+    runtime = current_runtime()
+    try:
+        held = sync_state.current(runtime.engine, entity_type, token)
+        hook = backfill_events.Hook(runtime) if runtime.settings.backfill_runs_handlers else None
+        held, progress = backfill.step(
+            runtime.engine, runtime.listing, EntityType(entity_type, records_url), held,
+            runtime.settings.backfill_page_size, lease_seconds(runtime.settings), hook,
+        )  # fmt: skip
+    except sync_state.LeaseLost:
+        log.info("backfill of %s: another process holds it now; this page job stops", entity_type)
+        return 0
+    if hook is not None:
+        hook.enqueue()
+    if progress.finished:
+        log.info("backfill of %s complete: %d records", entity_type, progress.done)
+    else:
+        runtime.sync.enqueue_page(EntityType(entity_type, records_url), token)
+    return progress.done
+
+
+def reconcile() -> dict[str, str]:
+    """A scheduled reconcile of every subscribed type (one at a time across workers); the summaries."""
+    runtime = current_runtime()
+    lock = reconcile_lock(runtime.settings, runtime.redis)
+    summaries: dict[str, str] = {}
+    try:
+        if not lock.acquire():
+            log.info("a reconcile is already running; this one is skipped")
+            return summaries
+        try:
+            for entity_type in runtime.sync.types():
+                drift = reconcile_type(runtime.engine, runtime.listing, entity_type, runtime.settings.backfill_page_size, on_page=lock.reacquire)
+                summaries[entity_type.name] = drift.summary()
+                log.info("reconcile of %s: %s", entity_type.name, drift.summary())
+        finally:
+            lock.release()
+    finally:
+        runtime.redis.delete(scheduled_key(runtime.settings))  # the next tick schedules the next one
+    return summaries

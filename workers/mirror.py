@@ -19,6 +19,8 @@ from workers.database import dialect_insert, execute_many
 from workers.events import Event, plain
 from workers.models import MirroredRecord
 
+SOURCE_EVENT = "event"  # aiwyn_records.source of a row an event wrote (workers.sync writes the others)
+
 
 def db_time(moment: datetime, dialect: str) -> datetime:
     """SQLite keeps datetimes as text: naive UTC everywhere keeps its comparisons right."""
@@ -60,6 +62,8 @@ def _row(event: Event, dialect: str, now: datetime) -> dict[str, Any]:
         "occurred_at": db_time(event.occurred_at, dialect),
         "event_id": event.id,
         "updated_at": db_time(now, dialect),
+        "source": SOURCE_EVENT,
+        "inactive_reason": None,
     }
 
 
@@ -79,7 +83,17 @@ def mirror_records(events: Sequence[Event], session: Session) -> None:
         if key not in newest or is_newer(event, newest[key]):
             newest[key] = event
     now = datetime.now(UTC)
-    rows = [_row(newest[key], dialect, now) for key in sorted(newest)]
+    upsert_rows(session, [_row(newest[key], dialect, now) for key in sorted(newest)])
+
+
+def upsert_rows(session: Session, rows: list[dict[str, Any]], returning: bool = False) -> set[tuple[str, str]]:
+    """Insert or move forward mirror rows (one per record, in key order) under the ordering rule.
+
+    Events, backfill pages and reconcile repairs all come through here, so none can overwrite a
+    newer state. With ``returning``, the keys of the rows that were written (new or newer).
+    """
+    if not rows:
+        return set()
     table = MirroredRecord.__table__
     statement = dialect_insert(session, table)
     statement = statement.on_conflict_do_update(
@@ -87,7 +101,12 @@ def mirror_records(events: Sequence[Event], session: Session) -> None:
         set_={key: statement.excluded[key] for key in rows[0] if key not in ("entity_type", "record_id")},
         where=newer_than(statement.excluded, table.c),
     )
-    execute_many(session, statement, rows)
+    if not returning:
+        execute_many(session, statement, rows)
+        return set()
+    statement = statement.returning(table.c.entity_type, table.c.record_id)
+    # RETURNING over many parameter sets needs one row per statement on some drivers: keep it simple.
+    return {tuple(row) for row in session.connection().execute(statement, rows)}  # type: ignore[misc]
 
 
 def mirror_record(event: Event, session: Session) -> None:

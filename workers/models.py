@@ -36,7 +36,31 @@ class MirroredRecord(Base):
     active: Mapped[bool] = mapped_column(Boolean)
     version: Mapped[int | None] = mapped_column(BigInteger)
     occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    event_id: Mapped[str] = mapped_column(String(200))
+    event_id: Mapped[str | None] = mapped_column(String(200))  # null when a backfill or reconcile wrote the row
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Who wrote the row last: an event, or a read of Aiwyn's records listing (``workers.sync``).
+    source: Mapped[str] = mapped_column(String(20), default="event", server_default="event")
+    # Why a row is inactive though no DELETE arrived: reconcile found Aiwyn no longer lists it.
+    inactive_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class SyncState(Base):
+    """Per entity type: the backfill's resumable cursor and lease, and when each sync last completed."""
+
+    __tablename__ = "aiwyn_sync_state"
+
+    entity_type: Mapped[str] = mapped_column(String(100), primary_key=True)
+    backfill_cursor: Mapped[str | None] = mapped_column(Text)  # the listing's cursor after the last committed page
+    backfill_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # the pass's updatedSince
+    backfill_started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    backfill_completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # of a full pass
+    backfill_records: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    backfill_estimate: Mapped[int | None] = mapped_column(BigInteger)
+    # Who may fetch the next page: one process at a time per type, a dead one's lease runs out.
+    lease_token: Mapped[str | None] = mapped_column(String(40))
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reconcile_completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reconcile_summary: Mapped[str | None] = mapped_column(String(200))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 

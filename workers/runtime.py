@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from functools import cached_property
 
 import redis
 from rq import Queue, Retry
 from sqlalchemy import Engine
 
+from aiwyn_api.client import AiwynClient
 from config import Settings, load_settings
 from workers.database import make_engine
 from workers.delivery_batches import DeliveryBatches
 from workers.registry import HandlerRegistry
+from workers.sync.listing import RecordsListing
+from workers.sync.schedule import SyncScheduler
 
 
 @dataclass(frozen=True)
@@ -24,6 +28,16 @@ class WorkerRuntime:
     queue: Queue  # drain jobs (the receiver queues them here)
     handler_queue: Queue  # custom handlers' jobs, apart, so they never hold up the mirror
     batches: DeliveryBatches
+    sync_queue: Queue  # backfill pages and reconcile runs, taken after the other two
+
+    @cached_property
+    def listing(self) -> RecordsListing:
+        """Aiwyn's records listing, through a client built on first use (only sync needs the API)."""
+        return RecordsListing(AiwynClient(self.settings))
+
+    @cached_property
+    def sync(self) -> SyncScheduler:
+        return SyncScheduler(self.settings, self.engine, self.redis, self.sync_queue, lambda: self.listing)
 
     @property
     def job_retry(self) -> Retry | None:
@@ -35,6 +49,11 @@ class WorkerRuntime:
 def handler_queue_name(queue_name: str) -> str:
     """The RQ queue of the custom handlers' jobs, beside the drain queue ``queue_name``."""
     return f"{queue_name}-handlers"
+
+
+def sync_queue_name(queue_name: str) -> str:
+    """The RQ queue of backfill and reconcile jobs, beside the drain queue ``queue_name``."""
+    return f"{queue_name}-sync"
 
 
 _lock = threading.Lock()
@@ -60,6 +79,7 @@ def start_runtime(settings: Settings, registry: HandlerRegistry | None = None) -
             Queue(handler_queue_name(settings.queue_name), connection=connection),
             # A batch is retaken if its worker has not committed it within the job timeout.
             DeliveryBatches(settings, connection, lease_seconds=settings.job_timeout),
+            Queue(sync_queue_name(settings.queue_name), connection=connection),
         )
         return _current
 
