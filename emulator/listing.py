@@ -87,15 +87,15 @@ class RecordIndex:
 
     def page(
         self, entity_type: str, *, after: Key | None, since_micros: int | None, limit: int, include_inactive: bool
-    ) -> tuple[list[str], Key | None]:
-        """Ids of at most `limit` records after `after` (and updated at or after `since_micros`); the next cursor's key, or None when nothing follows."""
+    ) -> tuple[list[str], Key | None, int]:
+        """Ids of at most `limit` records after `after` (and updated at or after `since_micros`); the next
+        cursor's key, or None when nothing follows; and how many records the whole listing holds now."""
         keys = (self._all if include_inactive else self._active).get(entity_type, [])
-        start = bisect_right(keys, after) if after is not None else 0
-        if since_micros is not None:
-            start = max(start, bisect_left(keys, (since_micros, "")))
+        first = bisect_left(keys, (since_micros, "")) if since_micros is not None else 0
+        start = max(first, bisect_right(keys, after)) if after is not None else first
         chunk = keys[start : start + limit]
         more = start + limit < len(keys)
-        return [record_id for _, record_id in chunk], (chunk[-1] if more and chunk else None)
+        return [record_id for _, record_id in chunk], (chunk[-1] if more and chunk else None), len(keys) - first
 
 
 def _insert(keys: list[Key], key: Key) -> None:

@@ -141,11 +141,13 @@ def list_view(entity_type: str) -> tuple[Response, int]:
     store = current_runtime().store
     with store.lock:
         _require_live(entity_type)
-        ids, next_key = store.index.page(
+        ids, next_key, total = store.index.page(
             entity_type, after=after, since_micros=since, limit=limit, include_inactive=include_inactive
         )
         records = [store.records[record_id].to_listing_json() for record_id in ids]
-    return ok({"records": records, "nextCursor": encode_cursor(next_key) if next_key else None})
+    # `total` goes beyond the contract (an emulator extension, optional for the receiver): it lets a
+    # backfill say "n of about m" here; against an API without it, the estimate is a lower bound.
+    return ok({"records": records, "nextCursor": encode_cursor(next_key) if next_key else None, "total": total})
 
 
 @bp.get("/<entity_type>/<record_id>")

@@ -40,7 +40,7 @@ def test_a_record_has_the_event_fields_plus_timestamps(api):
     assert (record["type"], record["version"], record["active"]) == ("client", 1, True)
     assert record["systemRef"] == {"system": "erp", "id": "C-1"} and record["attributes"] == {"name": "C-1", "phone": "1"}
     assert ISO_MILLIS.match(record["createdAt"]) and ISO_MILLIS.match(record["updatedAt"])
-    assert api.page("contact") == {"records": [], "nextCursor": None}
+    assert api.page("contact") == {"records": [], "nextCursor": None, "total": 0}
 
 
 def test_pages_follow_updated_at_then_id_and_the_last_page_has_no_cursor(api):
@@ -119,6 +119,16 @@ def test_updated_since_keeps_records_updated_at_or_after_it(api):
     assert [r["systemRef"]["id"] for r in full_pass(api, updatedSince=naive)] == ["U-3"]  # read as UTC
     response = api.http.get("/api/v1/records/client", params={"updatedSince": "yesterday"})
     assert response.status_code == 400 and "updatedSince" in response.json()["error"]["details"]["fields"]
+
+
+def test_total_counts_the_whole_listing_with_its_filters_on_every_page(api):
+    api.upsert(client("T-1"), client("T-2"), client("T-3"))
+    api.records("DELETE", {"type": "client", "systemRef": {"system": "erp", "id": "T-1"}})
+    first = api.page("client", limit=1, includeInactive="true")
+    assert first["total"] == 3
+    assert api.page("client", limit=1, includeInactive="true", cursor=first["nextCursor"])["total"] == 3
+    assert api.page("client")["total"] == 2
+    assert api.page("client", updatedSince="2999-01-01T00:00:00Z")["total"] == 0
 
 
 @pytest.mark.parametrize("cursor", ["not-a-cursor", "YWJj", "", "Yz E6"])
