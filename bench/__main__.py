@@ -6,6 +6,8 @@
    worker processes (timed from the first row committed to the last, so start-up is excluded).
 3. latency: POST to row visible, at a steady rate, workers idle and waiting.
 4. burst: N events posted by wrk as fast as it can; time until all are mirrored.
+5. backfill: ``python -m workers backfill`` of N records from the emulator's listing into an
+   empty mirror, the whole command timed (start-up included).
 Each figure is the median of ``--runs`` runs. Load, service and databases share this machine.
 """
 
@@ -17,6 +19,7 @@ import json
 import os
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -34,6 +37,7 @@ from bench.load import event, run_wrk, write_requests
 from config.job_contract import deliveries_key, pack_delivery, seen_key
 from devstack.services import ROOT, Process, free_port, local_secrets_key, run_release, start_emulator, start_redis, start_web
 from workers.database import make_engine
+from workers.models import metadata
 
 QUEUE = "aiwyn-events"
 
@@ -68,6 +72,7 @@ class Stack:
         api = httpx.Client(base_url=self.env["AIWYN_BASE_URL"], timeout=10)
         token = api.post("/api/v1/auth/token", data={"grant_type": "client_credentials", "client_id": "bench", "client_secret": "bench-secret"})
         api.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
+        self.api = api
         [subscription] = api.get("/api/v1/event-subscriptions").json()["data"]["subscriptions"]
         self.subscription_id = subscription["id"]
         self.secret = api.get(f"/api/v1/event-subscriptions/{self.subscription_id}/secret").json()["data"]["secrets"][0]["secret"]
@@ -99,8 +104,8 @@ class Stack:
         if secrets:
             self.redis.restore("aiwyn:secrets", 0, secrets)
         with self.engine.begin() as connection:
-            for table in ("aiwyn_records", "aiwyn_events", "aiwyn_handler_runs"):
-                connection.execute(sqlalchemy.text(f"DELETE FROM {table}"))
+            for table in reversed(metadata.sorted_tables):
+                connection.execute(table.delete())
 
     def processed(self) -> int:
         with self.engine.connect() as connection:
@@ -254,6 +259,26 @@ def bench_burst(stack: Stack, work: Path, count: int, workers: int, runs: int) -
     return {"seconds_to_mirror_all": statistics.median(mirrored), "seconds_to_acknowledge_all": statistics.median(acknowledged), "events": accepted}
 
 
+def bench_backfill(stack: Stack, count: int, runs: int) -> dict[str, float]:
+    # Seeded with no subscription to deliver to: only the backfill's reading and writing is measured.
+    stack.api.delete(f"/api/v1/event-subscriptions/{stack.subscription_id}").raise_for_status()
+    httpx.post(f"{stack.env['AIWYN_BASE_URL']}/_emulator/seed", json={"type": "client", "count": count}, timeout=120).raise_for_status()
+    seconds = []
+    for _run in range(runs):
+        stack.reset()
+        started = time.monotonic()
+        command = subprocess.run([sys.executable, "-m", "workers", "backfill", "--type", "client"], env=stack.env, capture_output=True, text=True, timeout=600)
+        seconds.append(time.monotonic() - started)
+        if command.returncode != 0:
+            raise RuntimeError(f"backfill: exit {command.returncode}: {command.stderr[-2000:]}")
+        with stack.engine.connect() as connection:
+            copied = connection.execute(sqlalchemy.text("SELECT count(*) FROM aiwyn_records")).scalar_one()
+        if copied != count:
+            raise RuntimeError(f"backfill: {copied} of {count} records in the mirror")
+    median = statistics.median(seconds)
+    return {"records": count, "seconds": median, "records_per_second": count / median}
+
+
 def _watch(done: Callable[[], bool], every: float = 0.02, timeout: float = 300) -> list[datetime]:
     """In the background, note when ``done()`` first holds; the list is empty until then."""
     at: list[datetime] = []
@@ -290,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     smoke = args.smoke
     runs = 1 if smoke else args.runs
-    events, burst = (3000, 500) if smoke else (20_000, 10_000)
+    events, burst, backfilled = (3000, 500, 2000) if smoke else (20_000, 10_000, 50_000)
     results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "at": datetime.now(UTC).isoformat(timespec="seconds")}, "smoke": smoke, "runs": runs}
     with tempfile.TemporaryDirectory(prefix="aiwyn-bench-") as tmp:
         work = Path(tmp)
@@ -307,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
                     for workers in (1, 2):
                         record(results, f"workers_{kind}_{workers}", bench_workers(stack, events, workers, runs))
                     record(results, f"burst_{kind}", bench_burst(stack, work, burst, 2, runs))
+                    record(results, f"backfill_{kind}", bench_backfill(stack, backfilled, runs))  # last: it deactivates the subscription
                 finally:
                     stack.stop()
     print(table(results))
@@ -339,6 +365,9 @@ def table(results: dict[str, Any]) -> str:
         if key.startswith("burst_"):
             rows.append((f"burst of {'10,000' if not results['smoke'] else 'a few'} events, {key[6:]}, 2 workers", f"{value['seconds_to_mirror_all']:.1f} s to mirror all",
                          f"all acknowledged after {value['seconds_to_acknowledge_all']:.1f} s"))
+    for key, value in results.items():
+        if key.startswith("backfill_"):
+            rows.append((f"backfill of {value['records']:,} records, {key[9:]} (the whole command)", f"{value['records_per_second']:,.0f} records/s", f"{value['seconds']:.1f} s"))
     width = max(len(r[0]) for r in rows)
     lines = [f"{'measure':{width}}  figure", "-" * (width + 40)]
     lines += [f"{name:{width}}  {figure}  {extra}".rstrip() for name, figure, extra in rows]

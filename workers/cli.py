@@ -27,7 +27,7 @@ from workers.sync.listing import EntityType, SyncError
 from workers.sync.progress import ProgressLine
 from workers.sync.reconcile import EXAMPLES, reconcile_type
 from workers.sync.schedule import lease_seconds, reconcile_lock, subscribed_types
-from workers.worker import DrainWorker
+from workers.worker import DrainWorker, start_sync_ticker
 
 
 def _settings() -> Settings:
@@ -89,7 +89,7 @@ def work(burst: bool, queues: str) -> None:
     }[queues]
     worker = DrainWorker(chosen, connection=runtime.redis, runtime=runtime)
     if runtime.sync_queue.name in [queue.name for queue in chosen]:
-        worker.sync_tick()  # a first start copies what the mirror lacks at once, not after a heartbeat
+        start_sync_ticker(runtime)  # at once: a first start copies what the mirror lacks
     # The scheduler moves handler retries and RQ's job retries back to the queue when due.
     worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level)
 

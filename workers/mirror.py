@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, not_, or_
+from sqlalchemy import and_, func, not_, or_
 from sqlalchemy.orm import Session
 
 from workers.database import dialect_insert, execute_many
@@ -29,9 +29,11 @@ def db_time(moment: datetime, dialect: str) -> datetime:
 
 def newer_than(incoming: Any, current: Any) -> Any:
     """SQL for "incoming is a later change than current" by the contract's ordering rule."""
+    # A row read from Aiwyn's listing has no event id (null, read as ""): at the same version and
+    # time, the event carrying that change takes the row over, so ``event_id`` names it.
     later_time = or_(
         incoming.occurred_at > current.occurred_at,
-        and_(incoming.occurred_at == current.occurred_at, incoming.event_id > current.event_id),
+        and_(incoming.occurred_at == current.occurred_at, func.coalesce(incoming.event_id, "") > func.coalesce(current.event_id, "")),
     )
     both_versioned = and_(incoming.version.is_not(None), current.version.is_not(None))
     return or_(

@@ -117,8 +117,13 @@ def base_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(_OURS)} | {"PYTHONUNBUFFERED": "1"}
 
 
-def start_stack(directory: Path, database_url: str, *, retry_schedule: str = "0.2,0.5,1,2,3,5,8", **extra: str) -> Stack:
-    """Start everything the Procfile and the run command start, each as its own process."""
+def start_stack(
+    directory: Path, database_url: str, *, retry_schedule: str = "0.2,0.5,1,2,3,5,8", prepare: Callable[[Stack], None] | None = None, **extra: str
+) -> Stack:
+    """Start everything the Procfile and the run command start, each as its own process.
+
+    ``prepare`` runs once the emulator is up, before the service's first start (e.g. a tenant's existing records).
+    """
     port = free_port()
     env = base_env() | {
         "EMULATOR_CLIENT_ID": CLIENT_ID,
@@ -143,6 +148,8 @@ def start_stack(directory: Path, database_url: str, *, retry_schedule: str = "0.
         stack.processes["redis"], env["REDIS_URL"] = start_redis(directory / "redis")
         stack.processes["emulator"], stack.emulator_url = start_emulator(env, directory / "emulator.log")
         env["AIWYN_BASE_URL"] = stack.emulator_url
+        if prepare is not None:
+            prepare(stack)
         run_release(env, directory / "release.log")
         stack.processes["web"] = start_web(env, directory / "web.log", port)
         stack.web_url = f"http://127.0.0.1:{port}"

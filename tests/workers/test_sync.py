@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -259,3 +260,47 @@ def test_the_commands_backfill_show_status_and_reconcile(api: httpx.Client, sync
     assert f"office: missing 0, behind 1, gone 0\n  behind {record['id']}" in report.output
     assert "reconciled" in runner.invoke(cli, ["sync-status"]).output.splitlines()[0]
     assert json.dumps(mirror(engine)[("office", record["id"])][1]) == json.dumps(record["attributes"] | {"name": "x"})
+
+
+def test_the_event_of_a_change_the_backfill_already_copied_takes_the_row_over(api: httpx.Client, make_runtime: MakeRuntime, listing: RecordsListing, synced: Settings) -> None:
+    seed(api, "client", 1)
+    (record,) = httpx.get(f"{api.base_url}/_emulator/records", timeout=5).json()["records"]
+    runtime = make_runtime(aiwyn_base_url=synced.aiwyn_base_url)
+    backfill.run(runtime.engine, listing, [EntityType("client", "/api/v1/records/client")], page_size=10, lease_seconds=60)
+    same = event_body("evt_same", record_id=record["id"], version=record["version"], occurred_at=record["updatedAt"], attributes=record["attributes"])
+    deliver(runtime, ("evt_same", same))
+    with Session(runtime.engine) as session:
+        row = session.scalars(sqlalchemy.select(MirroredRecord)).one()
+        assert (row.event_id, row.source, row.version) == ("evt_same", "event", record["version"])
+
+
+def test_workers_copy_a_new_type_by_page_jobs_and_keep_one_reconcile_scheduled(
+    api: httpx.Client, make_runtime: MakeRuntime, synced: Settings, tmp_path: Any
+) -> None:
+    from rq import SimpleWorker
+
+    seed(api, "client", 120)
+    subscriptions = tmp_path / "subscriptions.toml"
+    subscriptions.write_text('[[subscription]]\nname = "aiwyn-receiver-clients"\nentity_types = ["client"]\n')
+    runtime = make_runtime(
+        aiwyn_base_url=synced.aiwyn_base_url, aiwyn_client_id=CLIENT[0], aiwyn_client_secret=CLIENT[1],
+        subscriptions_file=subscriptions, backfill_page_size=50, reconcile_interval=1,
+    )  # fmt: skip
+    runtime.sync.tick()  # a type never copied: its first page job is queued
+    assert runtime.sync_queue.count == 1
+    runtime.sync.tick()  # its lease is held: no second chain
+    assert runtime.sync_queue.count == 1
+    SimpleWorker([runtime.sync_queue], connection=runtime.redis).work(burst=True)  # three pages, one job each
+    assert len(mirror(runtime.engine)) == 120 and state.states(runtime.engine)["client"].backfill_completed_at is not None
+
+    runtime.sync.tick()  # complete: nothing to copy, and a reconcile is scheduled an interval after the copy
+    runtime.sync.tick()
+    assert (runtime.sync_queue.count, runtime.sync_queue.scheduled_job_registry.count) == (0, 1)
+    record = httpx.get(f"{api.base_url}/_emulator/records", timeout=5).json()["records"][0]
+    httpx.put(f"{api.base_url}/_emulator/records/{record['id']}", json={"attributes": {"name": "lost"}, "deliver": False}, timeout=5).raise_for_status()
+    time.sleep(1.5)
+    SimpleWorker([runtime.sync_queue], connection=runtime.redis).work(burst=True, with_scheduler=True)
+    assert state.states(runtime.engine)["client"].reconcile_summary == "missing 0, behind 1, gone 0"
+    assert mirror(runtime.engine)[("client", record["id"])][1]["name"] == "lost"
+    runtime.sync.tick()  # the next one
+    assert runtime.sync_queue.scheduled_job_registry.count == 1

@@ -104,7 +104,8 @@ def advance(session: Session, held: Pass, cursor: str | None, added: int, estima
     now = now_utc(session.get_bind())  # type: ignore[arg-type]
     done = held.done + added
     values: dict[str, object] = {"backfill_cursor": cursor, "backfill_records": done, "updated_at": now}
-    values["backfill_estimate"] = max(estimate or 0, done) if cursor else done
+    # Only where the API says how many it lists (``total``); without it the status says "about ?".
+    values["backfill_estimate"] = (max(estimate, done) if estimate is not None else None) if cursor else done
     if cursor is None:
         values |= {"lease_token": None, "lease_until": None}
         if held.since is None:
