@@ -14,6 +14,7 @@ from config import Settings, SettingsError, load_settings
 from config.logs import configure_logging
 from config.subscriptions import load_subscriptions
 from config.wire import wire_for
+from receiver import probe as probing
 from receiver import rejections as rejection_log
 from receiver.app import connect_redis
 from receiver.registration import Owner, RegistrationError, deactivate_ours, register_subscriptions
@@ -75,6 +76,26 @@ def uninstall(yes: bool) -> None:
     for step in steps:
         click.echo(step.describe())
     click.echo(f"{len(steps)} subscription(s) deactivated")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="A JSON list of the checks, for scripts.")
+def probe(as_json: bool) -> None:
+    """Check each assumption about Aiwyn's API against the live API, reading only; exit 1 if any differs."""
+    try:
+        settings = load_settings()
+        configure_logging(settings.log_level)
+        settings.require_api()
+        checks = probing.probe(AiwynClient(settings), settings)
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps([check.to_json() for check in checks], indent=2))
+    else:
+        for check in checks:
+            click.echo(check.line())
+    if any(check.status == probing.DIFFERS for check in checks):
+        sys.exit(1)
 
 
 @cli.command()
