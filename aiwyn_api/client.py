@@ -23,13 +23,16 @@ from urllib.parse import urlsplit
 import httpx
 
 from config import Settings
+from config.wire import wire_for
 
 log = logging.getLogger(__name__)
 
-API_PREFIX = "/api/v1"  # assumed in the contract: every path starts with it
+# The contract's default paths; a deployment's own come from config/wire.py (AIWYN_RECEIVER_API_PREFIX...).
+API_PREFIX = "/api/v1"
 TOKEN_PATH = API_PREFIX + "/auth/token"
 SUBSCRIPTIONS_PATH = API_PREFIX + "/event-subscriptions"
 RECORD_TYPES_PATH = API_PREFIX + "/records/types"
+_MAX_PAGES = 1000  # of the subscription list: a cursor that never ends is the API's bug, not a loop of ours
 _RENEW_MARGIN = 60.0
 _MAX_BACKOFF = 30.0
 
@@ -67,6 +70,7 @@ class AiwynClient:
             headers={"User-Agent": "aiwyn-webhook-receiver"},
         )
         self._sleep = sleep
+        self.wire = wire_for(settings)
         self._lock = threading.Lock()
         self._token: str | None = None
         self._token_expires = 0.0
@@ -84,34 +88,62 @@ class AiwynClient:
     # -- subscriptions -------------------------------------------------------------------------
 
     def catalog(self) -> list[dict[str, Any]]:
-        return self._call("GET", SUBSCRIPTIONS_PATH + "/catalog")["entityTypes"]
+        path = self.wire.subscriptions_path + "/catalog"
+        return _objects(self._call("GET", path), "entityTypes", {"name": str, "operations": list}, "GET", path)
 
     def list_subscriptions(self, include_inactive: bool = True) -> list[dict[str, Any]]:
-        params = {"includeInactive": "true"} if include_inactive else None
-        data = self._call("GET", SUBSCRIPTIONS_PATH, params=params)
-        return _objects(data, "subscriptions", {"id": str}, "GET", SUBSCRIPTIONS_PATH)
+        """Every subscription, following ``nextCursor`` when the API pages the list."""
+        path = self.wire.subscriptions_path
+        found: list[dict[str, Any]] = []
+        cursor: str | None = None
+        for _ in range(_MAX_PAGES):
+            params = {"includeInactive": "true"} if include_inactive else {}
+            if cursor:
+                params["cursor"] = cursor
+            data = self._call("GET", path, params=params or None)
+            found += [_with_string_id(item) for item in _objects(data, "subscriptions", {"id": (str, int)}, "GET", path)]
+            following = data.get("nextCursor")
+            if not following or following == cursor:
+                return found
+            cursor = str(following)
+        raise AiwynAPIError(200, "INVALID_RESPONSE", f"the subscription list did not end after {_MAX_PAGES} pages", "GET", path)
 
     def create_subscription(self, fields: dict[str, Any]) -> dict[str, Any]:
-        return self._call("POST", SUBSCRIPTIONS_PATH, json=fields)
+        path = self.wire.subscriptions_path
+        return _subscription(self._call("POST", path, json=fields), "POST", path)
 
     def get_subscription(self, subscription_id: str) -> dict[str, Any]:
-        return self._call("GET", f"{SUBSCRIPTIONS_PATH}/{subscription_id}")
+        path = f"{self.wire.subscriptions_path}/{subscription_id}"
+        return _subscription(self._call("GET", path), "GET", path)
 
     def update_subscription(self, subscription_id: str, fields: dict[str, Any]) -> dict[str, Any]:
-        return self._call("PUT", f"{SUBSCRIPTIONS_PATH}/{subscription_id}", json=fields)
+        path = f"{self.wire.subscriptions_path}/{subscription_id}"
+        return _subscription(self._call("PUT", path, json=fields), "PUT", path)
 
     def deactivate_subscription(self, subscription_id: str) -> None:
-        self._call("DELETE", f"{SUBSCRIPTIONS_PATH}/{subscription_id}")
+        self._call("DELETE", f"{self.wire.subscriptions_path}/{subscription_id}")
 
     def signing_secrets(self, subscription_id: str) -> list[dict[str, Any]]:
-        path = f"{SUBSCRIPTIONS_PATH}/{subscription_id}/secret"
-        return _objects(self._call("GET", path), "secrets", {"secret": str, "expiresAt": (str, type(None))}, "GET", path)
+        path = f"{self.wire.subscriptions_path}/{subscription_id}/secret"
+        fields = {"secret": str, "algorithm": (str, type(None)), "expiresAt": (str, type(None))}
+        return _objects(self._call("GET", path), "secrets", fields, "GET", path)
+
+    def get(self, path: str, params: dict[str, str] | None = None) -> Any:
+        """A read of any path, its ``data`` unchecked: for ``probe``, which describes what it finds."""
+        return self._call("GET", path, params=params)
+
+    def fetch_token(self) -> None:
+        """Get a fresh access token now (``probe`` checks the token endpoint on its own)."""
+        with self._lock:
+            self._token = None
+        self._access_token()
 
     # -- records -----------------------------------------------------------------------------------
 
     def record_types(self) -> list[dict[str, Any]]:
         """``/records/types``: every active entity type, custom ones too, with its ``recordsUrl``."""
-        return _objects(self._call("GET", RECORD_TYPES_PATH), "entityTypes", {"name": str}, "GET", RECORD_TYPES_PATH)
+        path = self.wire.record_types_path
+        return _objects(self._call("GET", path), "entityTypes", {"name": str}, "GET", path)
 
     def list_records(self, records_url: str, params: dict[str, str]) -> Any:
         """One page of a type's listing (contract §5b, assumed): the raw ``data``, checked by the caller."""
@@ -191,20 +223,23 @@ class AiwynClient:
             else:
                 form = {"grant_type": "api_key", "api_key": settings.aiwyn_api_key or ""}
             attempt = 0
-            while (response := self._send("POST", TOKEN_PATH, attempt, data=form)) is None:
+            token_path = self.wire.token_path
+            while (response := self._send("POST", token_path, attempt, data=form)) is None:
                 attempt += 1
             if response.status_code != 200:
                 try:
                     error = response.json().get("error", "invalid_client")
-                except ValueError:
+                except (ValueError, AttributeError):
                     error = "invalid_response"
-                raise AiwynAPIError(response.status_code, str(error), "could not get an access token", "POST", TOKEN_PATH)
+                raise AiwynAPIError(response.status_code, str(error)[:100], "could not get an access token", "POST", token_path)
             try:
                 body = response.json()
+                if isinstance(body, dict) and "access_token" not in body and isinstance(body.get("data"), dict):
+                    body = body["data"]  # an enveloped token answer
                 self._token = str(body["access_token"])
                 expires_in = float(body.get("expires_in", 3600))
-            except (ValueError, KeyError, TypeError) as exc:
-                raise AiwynAPIError(response.status_code, "INVALID_RESPONSE", "token answer is malformed", "POST", TOKEN_PATH) from exc
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise AiwynAPIError(response.status_code, "INVALID_RESPONSE", "token answer is malformed", "POST", token_path) from exc
             self._token_expires = time.monotonic() + expires_in
             return self._token
 
@@ -237,4 +272,28 @@ def _objects(data: Any, key: str, fields: dict[str, type | tuple[type, ...]], me
     items = data.get(key) if isinstance(data, dict) else None
     if isinstance(items, list) and all(isinstance(item, dict) and all(isinstance(item.get(name), kinds) for name, kinds in fields.items()) for item in items):
         return items
-    raise AiwynAPIError(200, "INVALID_RESPONSE", f"answer has no well-formed {key!r} list", method, path)
+    found = shape(items) if isinstance(items, list) else shape(data)
+    raise AiwynAPIError(200, "INVALID_RESPONSE", f"answer has no well-formed {key!r} list (found {found})", method, path)
+
+
+def _subscription(data: Any, method: str, path: str) -> dict[str, Any]:
+    """A subscription object, its id as a string; anything else is an ``AiwynAPIError`` naming what came."""
+    if isinstance(data, dict) and isinstance(data.get("id"), (str, int)) and not isinstance(data.get("id"), bool):
+        return _with_string_id(data)
+    raise AiwynAPIError(200, "INVALID_RESPONSE", f"answer is not a subscription with an id (found {shape(data)})", method, path)
+
+
+def _with_string_id(item: dict[str, Any]) -> dict[str, Any]:
+    return item if isinstance(item["id"], str) else {**item, "id": str(item["id"])}
+
+
+def shape(value: Any) -> str:
+    """What an answer looked like, in a few words and without its values: for error messages."""
+    if isinstance(value, dict):
+        keys = sorted(str(k) for k in value)
+        return "an object with " + (", ".join(keys[:8]) + (", ..." if len(keys) > 8 else "") if keys else "no keys")
+    if isinstance(value, list):
+        if not value:
+            return "an empty list"
+        return f"a list of {len(value)}, the first {shape(value[0])}"
+    return "null" if value is None else f"a {type(value).__name__}"

@@ -73,6 +73,15 @@ class Settings:
     backfill_on_start: bool = True
     backfill_runs_handlers: bool = False
     reconcile_interval: int = 86400
+    # The wire (config/wire.py): what Aiwyn's deliveries and API look like where the contract only assumes.
+    wire_profile: str = "standard"
+    header_id: str | None = None
+    header_timestamp: str | None = None
+    header_signature: str | None = None
+    header_subscription: str = "aiwyn-subscription-id"
+    api_prefix: str = "/api/v1"
+    token_path: str | None = None
+    subscriptions_path: str | None = None
 
     def missing_for_api(self) -> list[str]:
         """Names of the settings still needed to call Aiwyn's API."""
@@ -218,6 +227,27 @@ def _existing_file(raw: str) -> Path:
     return path
 
 
+def _profile(raw: str) -> str:
+    if raw.lower() not in {"standard", "svix"}:
+        raise ValueError("must be standard or svix")
+    return raw.lower()
+
+
+def _header(raw: str) -> str:
+    # An empty AIWYN_RECEIVER_HEADER_SUBSCRIPTION means "the body's subscriptionId" (kept as "").
+    name = raw.strip().lower()
+    if name and not all(c.isascii() and (c.isalnum() or c in "-_") for c in name):
+        raise ValueError("must be an HTTP header name (letters, digits, '-', '_')")
+    return name
+
+
+def _path(raw: str) -> str:
+    path = raw.strip().rstrip("/")
+    if not path.startswith("/") or any(c in path for c in "?# "):
+        raise ValueError("must be a path starting with / (no query string)")
+    return path
+
+
 def _text(raw: str) -> str:
     if not raw.strip():
         raise ValueError("must not be empty")
@@ -264,7 +294,16 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     PREFIX + "BACKFILL_ON_START": ("backfill_on_start", _flag),
     PREFIX + "BACKFILL_RUNS_HANDLERS": ("backfill_runs_handlers", _flag),
     PREFIX + "RECONCILE_INTERVAL": ("reconcile_interval", _int(0)),
+    PREFIX + "WIRE_PROFILE": ("wire_profile", _profile),
+    PREFIX + "HEADER_ID": ("header_id", _header),
+    PREFIX + "HEADER_TIMESTAMP": ("header_timestamp", _header),
+    PREFIX + "HEADER_SIGNATURE": ("header_signature", _header),
+    PREFIX + "HEADER_SUBSCRIPTION": ("header_subscription", _header),
+    PREFIX + "API_PREFIX": ("api_prefix", lambda raw: "" if raw.strip() == "/" else _path(raw)),
+    PREFIX + "TOKEN_PATH": ("token_path", _path),
+    PREFIX + "SUBSCRIPTIONS_PATH": ("subscriptions_path", _path),
 }
+_EMPTY_MEANS_SOMETHING = {PREFIX + "HEADER_SUBSCRIPTION"}  # set but empty: not the default
 _SECRET_NAMES = {"AIWYN_CLIENT_SECRET", "AIWYN_API_KEY", "DATABASE_URL", "REDIS_URL", PREFIX + "SECRETS_KEY", PREFIX + "CALLBACK_TOKEN"}
 
 
@@ -284,7 +323,7 @@ def from_env(environ: Mapping[str, str]) -> Settings:
     errors: list[str] = []
     for name, (attr, parse) in _FIELDS.items():
         raw = environ.get(name)
-        if raw is None or raw == "":
+        if raw is None or (raw == "" and name not in _EMPTY_MEANS_SOMETHING):
             continue
         try:
             values[attr] = parse(raw)

@@ -31,6 +31,7 @@ _VALUE_FLAGS = {
     "reorder-window-ms": "window of the reorder fault in ms (default 200)",
     "delay-ms": "fault: wait this many ms before each attempt (default 0)",
     "rate-limit-per-second": "fault: answer 429 to /api/v1 calls above this many a second (default 0 = off)",
+    "dialect": "delivery headers: standard (webhook-*) or svix (svix-*) (default standard)",
     "tls-ca-file": "PEM file of the CA (or self-signed certificate) to trust for https deliveries (default: the system's CAs)",
 }
 _SWITCHES = {

@@ -45,6 +45,7 @@ def create_app(settings: Settings, *, start_sender: bool = True) -> Flask:
             reorder_window_ms=settings.reorder_window_ms,
             delay_ms=settings.delay_ms,
             rate_limit_per_second=settings.rate_limit_per_second,
+            dialect=settings.dialect,
         )
     )
     runtime = Runtime(settings, store, TokenIssuer(settings.token_ttl), Sender(settings, store))

@@ -161,7 +161,15 @@ _FAULT_FIELDS = {
     "reorderWindowMs": ("reorder_window_ms", int),
     "delayMs": ("delay_ms", int),
     "rateLimitPerSecond": ("rate_limit_per_second", int),
+    "dialect": ("dialect", str),
+    "noSubscriptionHeader": ("no_subscription_header", bool),
+    "timestampMillis": ("timestamp_millis", bool),
+    "integerIds": ("integer_ids", bool),
+    "snakeCase": ("snake_case", bool),
+    "pastTenseOperations": ("past_tense_operations", bool),
+    "separateMessageId": ("separate_message_id", bool),
 }
+DIALECTS = ("standard", "svix")
 
 
 @bp.put("/faults")
@@ -177,6 +185,8 @@ def set_faults_view() -> Response:
             raise ControlError(400, f"{key} must be a whole number >= 0")
         if kind is bool and not isinstance(value, bool):
             raise ControlError(400, f"{key} must be true or false")
+        if kind is str and value not in DIALECTS:
+            raise ControlError(400, f"{key} must be one of {', '.join(DIALECTS)}")
         changes[attribute] = value
     store = current_runtime().store
     with store.lock:

@@ -22,7 +22,7 @@ import httpx
 from .clock import utc_now
 from .settings import Settings
 from .signing import signature_header
-from .state import Attempt, Event, Store
+from .state import Attempt, Event, Faults, Store
 
 logger = logging.getLogger("emulator.sender")
 
@@ -199,14 +199,7 @@ class Sender:
         if subscription is None:
             self._finish(delivery, "cancelled")
             return
-        timestamp = int(time.time())
-        headers = {
-            "Content-Type": "application/json",
-            "webhook-id": delivery.event_id,
-            "webhook-timestamp": str(timestamp),
-            "webhook-signature": signature_header(secrets, delivery.event_id, timestamp, delivery.body),
-            "aiwyn-subscription-id": delivery.subscription_id,
-        }
+        headers = _headers(self._store.faults, delivery, secrets)
         status, error = self._post(url, delivery.body, headers)
         duration_ms = int((time.monotonic() - started) * 1000)
         schedule = self._settings.retry_schedule
@@ -283,6 +276,27 @@ class Sender:
             self._counts["pending"] -= 1
             self._counts[outcome] += 1
             self._cond.notify_all()
+
+
+# Header names by dialect: (id, timestamp, signature). svix is the most common Standard Webhooks sender.
+DIALECT_HEADERS = {"standard": ("webhook-id", "webhook-timestamp", "webhook-signature"), "svix": ("svix-id", "svix-timestamp", "svix-signature")}
+
+
+def _headers(faults: Faults, delivery: Delivery, secrets: list[tuple[str, bytes | None]]) -> dict[str, str]:
+    """One attempt's headers, signed now, named and shaped as the header faults in force say."""
+    id_header, timestamp_header, signature_header_name = DIALECT_HEADERS[faults.dialect]
+    timestamp = int(time.time() * 1000) if faults.timestamp_millis else int(time.time())
+    # The message id is stable across attempts, like the event id it stands for.
+    message_id = "msg_" + delivery.event_id.removeprefix("evt_") if faults.separate_message_id else delivery.event_id
+    headers = {
+        "Content-Type": "application/json",
+        id_header: message_id,
+        timestamp_header: str(timestamp),
+        signature_header_name: signature_header(secrets, message_id, timestamp, delivery.body),
+    }
+    if not faults.no_subscription_header:
+        headers["aiwyn-subscription-id"] = delivery.subscription_id
+    return headers
 
 
 def _zero_counts() -> dict[str, int]:

@@ -18,6 +18,7 @@
 | `EMULATOR_REORDER_WINDOW_MS`| `--reorder-window-ms` | `200`                               |
 | `EMULATOR_DELAY_MS`         | `--delay-ms`          | `0` (fault: wait before attempts)   |
 | `EMULATOR_RATE_LIMIT_PER_SECOND` | `--rate-limit-per-second` | `0` = off (fault: 429 above it) |
+| `EMULATOR_DIALECT`          | `--dialect`           | `standard` (`svix`: svix-* headers) |
 
 `Settings.from_env` is the only reader of the environment; everything else is handed a `Settings`.
 """
@@ -57,6 +58,7 @@ class Settings:
     delay_ms: int = 0
     rate_limit_per_second: int = 0
     tls_ca_file: str | None = None
+    dialect: str = "standard"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], overrides: Mapping[str, str] | None = None) -> Settings:
@@ -124,6 +126,12 @@ def _schedule(value: str) -> tuple[float, ...]:
         raise ValueError(f"must be comma-separated seconds >= 0 such as '5,30,120', got {value!r}") from None
 
 
+def _dialect(value: str) -> str:
+    if value.lower() not in ("standard", "svix"):
+        raise ValueError(f"must be standard or svix, got {value!r}")
+    return value.lower()
+
+
 def _flag(value: str) -> bool:
     lowered = value.lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -150,4 +158,5 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "delay_ms": _integer(0, 600_000),
     "rate_limit_per_second": _integer(0, 1_000_000),
     "tls_ca_file": _text,
+    "dialect": _dialect,
 }

@@ -201,6 +201,14 @@ class Faults:
     reorder_window_ms: int = 200
     delay_ms: int = 0
     rate_limit_per_second: int = 0  # calls of /api/v1 a second across clients; 0 = no limit
+    # Wire variants a real sender may use (the receiver must read them all; see emulator/README.md).
+    dialect: str = "standard"  # header names: webhook-* (standard) or svix-* (svix)
+    no_subscription_header: bool = False  # the body's subscriptionId is the only place naming it
+    timestamp_millis: bool = False  # the timestamp header in Unix milliseconds
+    integer_ids: bool = False  # record ids as JSON integers in the body
+    snake_case: bool = False  # subscription_id, entity_type, occurred_at, system_ref
+    past_tense_operations: bool = False  # CREATED, UPDATED, DELETED
+    separate_message_id: bool = False  # webhook-id is a message id (msg_...), the body keeps the event id
 
     def to_json(self) -> dict[str, Any]:
         """The shape of `GET /_emulator/faults`."""
@@ -210,6 +218,13 @@ class Faults:
             "reorderWindowMs": self.reorder_window_ms,
             "delayMs": self.delay_ms,
             "rateLimitPerSecond": self.rate_limit_per_second,
+            "dialect": self.dialect,
+            "noSubscriptionHeader": self.no_subscription_header,
+            "timestampMillis": self.timestamp_millis,
+            "integerIds": self.integer_ids,
+            "snakeCase": self.snake_case,
+            "pastTenseOperations": self.past_tense_operations,
+            "separateMessageId": self.separate_message_id,
         }
 
     def updated(self, **changes: Any) -> Faults:
@@ -235,6 +250,7 @@ class Store:
         self.index = RecordIndex()
         self.limiter = RateLimiter()
         self.seed_serial = 0  # numbers seeded systemRefs, unique across seed calls
+        self.integer_ids: dict[str, int] = {}  # record id -> its number under the integerIds fault
         self._last_stamp = 0
 
     def clear(self) -> None:
@@ -247,6 +263,7 @@ class Store:
             self.index.clear()
             self.limiter.reset()
             self.seed_serial = 0
+            self.integer_ids.clear()
             self.events.clear()
             self.attempts.clear()
             self.api_calls.clear()

@@ -13,6 +13,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from aiwyn_api.client import AiwynClient
 from config import Settings, load_settings
 from config.logs import configure_logging
+from config.wire import DEFAULT_WIRE, Wire, wire_for
 from receiver.delivery_queue import DeliveryQueue
 from receiver.redis_durability import durability_warnings
 from receiver.secret_store import SecretStore
@@ -29,6 +30,7 @@ class Runtime:
     secrets: SecretStore
     queue: DeliveryQueue
     database: sqlalchemy.Engine
+    wire: Wire = DEFAULT_WIRE
 
 
 def connect_redis(settings: Settings) -> redis.Redis:
@@ -56,6 +58,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         ),
         queue=DeliveryQueue(settings, connection),
         database=sqlalchemy.create_engine(settings.database_url, pool_pre_ping=True),
+        wire=wire_for(settings),
     )
     app.extensions["aiwyn"] = runtime
     try:

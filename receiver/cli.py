@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import sys
+from datetime import UTC, datetime
 
 import click
 import redis
@@ -11,6 +13,9 @@ from aiwyn_api.client import AiwynAPIError, AiwynClient
 from config import Settings, SettingsError, load_settings
 from config.logs import configure_logging
 from config.subscriptions import load_subscriptions
+from config.wire import wire_for
+from receiver import probe as probing
+from receiver import rejections as rejection_log
 from receiver.app import connect_redis
 from receiver.registration import Owner, RegistrationError, deactivate_ours, register_subscriptions
 from receiver.secret_store import SecretStore
@@ -71,6 +76,50 @@ def uninstall(yes: bool) -> None:
     for step in steps:
         click.echo(step.describe())
     click.echo(f"{len(steps)} subscription(s) deactivated")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="A JSON list of the checks, for scripts.")
+def probe(as_json: bool) -> None:
+    """Check each assumption about Aiwyn's API against the live API, reading only; exit 1 if any differs."""
+    try:
+        settings = load_settings()
+        configure_logging(settings.log_level)
+        settings.require_api()
+        checks = probing.probe(AiwynClient(settings), settings)
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        click.echo(json.dumps([check.to_json() for check in checks], indent=2))
+    else:
+        for check in checks:
+            click.echo(check.line())
+    if any(check.status == probing.DIFFERS for check in checks):
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--limit", default=rejection_log.KEEP, show_default=True, help="How many, newest first.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object: the rejections and the hints.")
+def rejections(limit: int, as_json: bool) -> None:
+    """The last refused deliveries (kept by the web processes) and, where the pattern is clear, the fix."""
+    try:
+        settings = load_settings()
+        kept = rejection_log.recent(connect_redis(settings), limit)
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except redis.RedisError as exc:
+        raise click.ClickException(f"Redis at REDIS_URL: {type(exc).__name__}: {exc}") from exc
+    hints = rejection_log.diagnose(kept, wire_for(settings))
+    if as_json:
+        click.echo(json.dumps({"rejections": [r.to_json() for r in kept], "hints": hints}, indent=2))
+        return
+    for r in kept:
+        when = datetime.fromtimestamp(r.at, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        click.echo(f"{when}  {r.status}  {r.reason}  id={r.event_id or '-'} subscription={r.subscription_id or '-'} bytes={r.body_bytes} headers={','.join(r.headers)}")
+    click.echo(f"{len(kept)} rejected deliver{'y' if len(kept) == 1 else 'ies'} kept" + ("" if kept else " (none since Redis started)"))
+    for hint in hints:
+        click.echo(f"fix: {hint}")
 
 
 def main() -> None:

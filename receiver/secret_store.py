@@ -27,7 +27,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from aiwyn_api.client import AiwynAPIError, AiwynClient
 from config import Settings
-from receiver.signatures import SCHEMES
+from config.wire import SECRET_PREFIXES, scheme_for_algorithm
 
 log = logging.getLogger(__name__)
 
@@ -171,14 +171,7 @@ class SecretStore:
     def _store(self, fetched: dict[str, list[dict[str, Any]]]) -> None:
         if not fetched:
             return
-        entries = {
-            sub_id: [
-                {"secret": s["secret"], "algorithm": s.get("algorithm", "v1"), "expiresAt": s.get("expiresAt")}
-                for s in secrets
-                if s.get("algorithm", "v1") in SCHEMES
-            ]
-            for sub_id, secrets in fetched.items()
-        }
+        entries = {sub_id: [e for s in secrets if (e := canonical(sub_id, s)) is not None] for sub_id, secrets in fetched.items()}
         tokens = {k: self._cipher.encrypt(json.dumps(v).encode()) for k, v in entries.items()}
         self._redis.hset(SECRETS_KEY, mapping=tokens)
         with self._lock:
@@ -192,6 +185,26 @@ class SecretStore:
             if self._client is None:
                 self._client = self._client_factory()
             return self._client
+
+
+def canonical(subscription_id: str, entry: dict[str, Any]) -> dict[str, Any] | None:
+    """A secret as the verifier takes it: its scheme from its ``algorithm`` (``v1``/``hmac-sha256``,
+    ``v1a``/``ed25519``; absent means ``v1``), never guessed from the key, and the scheme's prefix
+    added when Aiwyn sent the bare key. A key whose prefix contradicts its algorithm, or an unknown
+    algorithm, is refused and logged (without the key): verifying with it could only fail."""
+    label = entry.get("algorithm") or "v1"
+    scheme = scheme_for_algorithm(label)
+    secret = str(entry.get("secret") or "")
+    if scheme is None:
+        log.warning("a signing secret of %s has the unknown algorithm %r: ignored", subscription_id[:100], str(label)[:40])
+        return None
+    others = [prefix for other, prefix in SECRET_PREFIXES.items() if other != scheme]
+    if any(secret.startswith(prefix) for prefix in others):
+        log.error("a signing secret of %s is labelled %r but its key is of another scheme: refused", subscription_id[:100], str(label)[:40])
+        return None
+    if not secret.startswith(SECRET_PREFIXES[scheme]):
+        secret = SECRET_PREFIXES[scheme] + secret
+    return {"secret": secret, "algorithm": scheme, "expiresAt": entry.get("expiresAt")}
 
 
 def _current(entries: list[dict[str, Any]]) -> list[str]:

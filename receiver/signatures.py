@@ -31,9 +31,11 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-SECRET_PREFIX = "whsec_"
-PUBLIC_KEY_PREFIX = "whpk_"
-SCHEMES = ("v1", "v1a")
+from config.wire import DEFAULT_WIRE, ED25519, HMAC, MILLISECONDS_DIGITS, SECONDS_MAX_DIGITS, SECRET_PREFIXES, Wire
+
+SECRET_PREFIX = SECRET_PREFIXES[HMAC]
+PUBLIC_KEY_PREFIX = SECRET_PREFIXES[ED25519]
+SCHEMES = (HMAC, ED25519)
 NO_MATCH = "no signature matches a current secret"
 NO_SECRET = "no signing secret is known for this subscription"
 MAX_SIGNATURES = 16  # Aiwyn sends one per active secret; more is junk we refuse to loop over.
@@ -80,24 +82,26 @@ def _signed_content(event_id: str, timestamp: int, body: bytes) -> bytes:
     return f"{event_id}.{timestamp}.".encode() + body
 
 
-def parse_timestamp(raw: str | None, now: float, tolerance: int) -> int:
-    """The ``webhook-timestamp`` as an int, refused when absent, malformed or out of tolerance."""
+def parse_timestamp(raw: str | None, now: float, tolerance: int, name: str = "webhook-timestamp") -> int:
+    """The timestamp header as sent (it is what was signed), refused when absent, malformed or
+    out of tolerance. Unix seconds; 13 digits are milliseconds, held to the same window."""
     if not raw:
-        raise VerificationError("missing webhook-timestamp header")
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 12):
-        raise VerificationError("webhook-timestamp is not a Unix time in seconds")
+        raise VerificationError(f"missing {name} header")
+    if not (raw.isascii() and raw.isdigit() and (len(raw) <= SECONDS_MAX_DIGITS or len(raw) == MILLISECONDS_DIGITS)):
+        raise VerificationError(f"{name} is not a Unix time in seconds or milliseconds")
     timestamp = int(raw)
-    if timestamp < now - tolerance:
-        raise VerificationError("webhook-timestamp is too old")
-    if timestamp > now + tolerance:
-        raise VerificationError("webhook-timestamp is too far in the future")
+    seconds = timestamp / 1000 if len(raw) == MILLISECONDS_DIGITS else timestamp
+    if seconds < now - tolerance:
+        raise VerificationError(f"{name} is too old")
+    if seconds > now + tolerance:
+        raise VerificationError(f"{name} is too far in the future")
     return timestamp
 
 
-def _signatures(header: str) -> list[tuple[str, bytes]]:
+def _signatures(header: str, name: str = "webhook-signature") -> list[tuple[str, bytes]]:
     candidates = header.split(" ")
     if len(candidates) > MAX_SIGNATURES:
-        raise VerificationError("webhook-signature lists too many signatures")
+        raise VerificationError(f"{name} lists too many signatures")
     found = []
     for candidate in candidates:
         version, _, encoded = candidate.partition(",")
@@ -119,18 +123,20 @@ class SignedHeaders:
     signatures: tuple[tuple[str, bytes], ...]  # (scheme, decoded signature)
 
 
-def check_headers(headers: Mapping[str, str], *, tolerance: int = 300, now: float | None = None) -> SignedHeaders:
-    """The cheap half of verification: headers present, well-formed, and fresh; no secret needed."""
-    event_id = headers.get("webhook-id")
+def check_headers(headers: Mapping[str, str], *, tolerance: int = 300, now: float | None = None, wire: Wire = DEFAULT_WIRE) -> SignedHeaders:
+    """The cheap half of verification: headers present, well-formed, and fresh; no secret needed.
+
+    ``wire`` names the headers (``webhook-*`` by default, ``svix-*`` in that profile)."""
+    event_id = headers.get(wire.header_id)
     if not event_id:
-        raise VerificationError("missing webhook-id header")
-    header = headers.get("webhook-signature")
+        raise VerificationError(f"missing {wire.header_id} header")
+    header = headers.get(wire.header_signature)
     if not header:
-        raise VerificationError("missing webhook-signature header")
-    timestamp = parse_timestamp(headers.get("webhook-timestamp"), time.time() if now is None else now, tolerance)
-    signatures = _signatures(header)
+        raise VerificationError(f"missing {wire.header_signature} header")
+    timestamp = parse_timestamp(headers.get(wire.header_timestamp), time.time() if now is None else now, tolerance, wire.header_timestamp)
+    signatures = _signatures(header, wire.header_signature)
     if not signatures:
-        raise VerificationError("webhook-signature has no well-formed v1 or v1a signature")
+        raise VerificationError(f"{wire.header_signature} has no well-formed v1 or v1a signature")
     return SignedHeaders(event_id, timestamp, tuple(signatures))
 
 
@@ -175,9 +181,10 @@ def verify(
     *,
     tolerance: int = 300,
     now: float | None = None,
+    wire: Wire = DEFAULT_WIRE,
 ) -> None:
     """Raise ``VerificationError`` unless the delivery is fresh and signed by one of ``secrets``.
 
     ``headers`` is any case-insensitive mapping, or a plain dict with lower-case names.
     """
-    check_signature(check_headers(headers, tolerance=tolerance, now=now), body, secrets)
+    check_signature(check_headers(headers, tolerance=tolerance, now=now, wire=wire), body, secrets)

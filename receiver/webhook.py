@@ -11,26 +11,34 @@ import hmac
 import json
 import logging
 import time
+from typing import TYPE_CHECKING
 
 import redis
 from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from config.job_contract import MAX_EVENT_ID
+from config.wire import field, identifier
+from receiver import rejections
 from receiver.delivery_queue import Enqueued
 from receiver.signatures import NO_MATCH, NO_SECRET, VerificationError, check_headers, check_signature
+
+if TYPE_CHECKING:
+    from receiver.app import Runtime
 
 log = logging.getLogger(__name__)
 webhooks = Blueprint("webhooks", __name__)
 
-SUBSCRIPTION_HEADER = "aiwyn-subscription-id"  # assumed in the contract
 RETRY_AFTER_SECONDS = "30"
+_SUBSCRIPTION = "aiwyn.subscription"  # request.environ key: the subscription as resolved, for the log line
 
 
 def _answer(status: int, message: str, reason: str, started: float, **extra: str) -> Response:
     # Every refusal is logged (it says which check failed); an accepted delivery only at DEBUG:
     # its ledger row records it anyway, and a log line costs a tenth of the request's time.
     level = logging.DEBUG if status < 400 else logging.WARNING
+    runtime = current_app.extensions["aiwyn"]
+    subscription = request.environ.get(_SUBSCRIPTION) or (request.headers.get(runtime.wire.header_subscription, "") if runtime.wire.header_subscription else "")
     if log.isEnabledFor(level):
         log.log(
             level,
@@ -38,13 +46,40 @@ def _answer(status: int, message: str, reason: str, started: float, **extra: str
             "accepted" if status < 400 else "rejected",
             status,
             reason,
-            request.headers.get("webhook-id", "")[:100],
-            request.headers.get(SUBSCRIPTION_HEADER, "")[:100],
+            request.headers.get(runtime.wire.header_id, "")[:100],
+            subscription[:100],
             request.remote_addr,
             (time.perf_counter() - started) * 1000,
         )
+    if status >= 400 and status != 503:  # a 503 is Redis failing: nowhere to keep it
+        _remember(runtime, status, reason, subscription)
     body = json.dumps({"status": message} if status < 400 else {"error": message})
     return Response(body, status, extra, mimetype="application/json")
+
+
+def _remember(runtime: Runtime, status: int, reason: str, subscription: str) -> None:
+    """Keep the refusal for ``python -m receiver rejections``; a Redis error only loses the note."""
+    try:
+        rejection = rejections.describe_request(
+            request.headers, runtime.wire, status=status, reason=reason, subscription_id=subscription, body_bytes=request.content_length
+        )
+        rejections.remember(runtime.redis, rejection)
+    except redis.RedisError as exc:
+        log.debug("rejection not kept: %s", type(exc).__name__)
+
+
+def _subscription_in(body: bytes) -> tuple[str, object]:
+    """The body's subscriptionId (string or integer) and the parsed body; ("", None) when unreadable.
+
+    Read before the signature only to choose the secrets; the signature covers the body, so a
+    subscription named here binds as a header would."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
+        return "", None
+    if not isinstance(payload, dict):
+        return "", payload
+    return identifier(field(payload, "subscriptionId")) or "", payload
 
 
 def _unavailable(exc: redis.RedisError, started: float) -> Response:
@@ -71,13 +106,20 @@ def receive(token: str | None = None) -> Response:
     except RequestEntityTooLarge:
         return _answer(413, "body too large", "body over the limit", started)
 
-    subscription_id = request.headers.get(SUBSCRIPTION_HEADER, "")
+    wire = runtime.wire
+    subscription_id = request.headers.get(wire.header_subscription, "") if wire.header_subscription else ""
+    parsed: object = None
     try:
-        signed = check_headers(request.headers, tolerance=settings.timestamp_tolerance)
+        signed = check_headers(request.headers, tolerance=settings.timestamp_tolerance, wire=wire)
         if len(signed.event_id) > MAX_EVENT_ID:
-            raise VerificationError("webhook-id is too long")
+            raise VerificationError(f"{wire.header_id} is too long")
         if not subscription_id:
-            raise VerificationError(f"missing {SUBSCRIPTION_HEADER} header")
+            # No header (or none configured): the body may name it, whatever the setting.
+            subscription_id, parsed = _subscription_in(body)
+            if not subscription_id:
+                where = f"{wire.header_subscription} header" if wire.header_subscription else "header (none is configured)"
+                raise VerificationError(f"no subscription named: missing {where} and no subscriptionId in the body")
+            request.environ[_SUBSCRIPTION] = subscription_id
         secrets = runtime.secrets.secrets_for(subscription_id)
         if secrets is None:
             raise VerificationError("unknown subscription")
@@ -100,15 +142,16 @@ def receive(token: str | None = None) -> Response:
     except UnicodeDecodeError:
         return _answer(400, "body is not UTF-8", "body is not UTF-8", started)
     try:
-        payload = json.loads(text)
+        payload = parsed if parsed is not None else json.loads(text)
     except (ValueError, RecursionError):  # ValueError: JSONDecodeError, and ints of over 4300 digits
         return _answer(400, "body is not valid JSON", "body is not JSON", started)
     if not isinstance(payload, dict):
         return _answer(400, "body must be a JSON object", "body is not a JSON object", started)
-    if payload.get("id", event_id) != event_id:
-        return _answer(400, "body id differs from webhook-id", "body id mismatch", started)
-    if payload.get("subscriptionId", subscription_id) != subscription_id:
-        return _answer(400, f"body subscriptionId differs from {SUBSCRIPTION_HEADER}", "body subscriptionId mismatch", started)
+    # The body's own id may differ from the delivery's (a sender's message id): the ledger keys
+    # on the header's and keeps the body. The subscription must agree, compared as strings.
+    named = field(payload, "subscriptionId")
+    if named is not None and identifier(named) != subscription_id:
+        return _answer(400, "body subscriptionId differs from the delivery's subscription", "body subscriptionId mismatch", started)
 
     try:
         outcome = runtime.queue.enqueue(event_id, subscription_id, body)

@@ -17,6 +17,7 @@ from config.logs import configure_logging
 from workers import backfill_events
 from workers.discovery import HandlerLoadError
 from workers.failed import Filter, discard, find, replay
+from workers.invalid_cli import invalid
 from workers.migrate import upgrade
 from workers.models import MirroredRecord
 from workers.registry import HandlerRegistry, default_registry
@@ -323,6 +324,9 @@ def sync_status() -> None:
             status = "never"
         reconciled = f"reconciled {_when(row.reconcile_completed_at)} ({row.reconcile_summary})" if row and row.reconcile_completed_at else "reconciled never"
         click.echo(f"{name:24} {status:44} {reconciled}")
+
+
+cli.add_command(invalid)
 
 
 def main() -> None:

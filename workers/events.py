@@ -9,7 +9,9 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
-OPERATIONS = ("CREATE", "UPDATE", "DELETE")
+from config.wire import OPERATIONS, field, identifier, operation
+
+_MILLISECONDS_FROM = 10**11  # a Unix time above this is in milliseconds (seconds reach it in the year 5138)
 
 
 class InvalidEvent(ValueError):
@@ -39,7 +41,15 @@ class Event:
 
 
 def parse_time(value: Any) -> datetime:
-    """An ISO-8601 time as an aware UTC datetime; Aiwyn sends milliseconds and a ``Z``."""
+    """An ISO-8601 time (Aiwyn sends milliseconds and a ``Z``), or Unix seconds or milliseconds
+    as a number or a string of digits, as an aware UTC datetime."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            return datetime.fromtimestamp(value / 1000 if value >= _MILLISECONDS_FROM else value, UTC)
+        except (ValueError, OverflowError, OSError) as exc:
+            raise InvalidEvent(f"occurredAt is not a time: {value!r}") from exc
     if not isinstance(value, str):
         raise InvalidEvent("occurredAt is missing")
     try:
@@ -61,7 +71,10 @@ def frozen(value: Any) -> Any:
 
 
 def parse_event(body: bytes, event_id: str, subscription_id: str) -> Event:
-    """Check the body's shape and build the event; ``InvalidEvent`` names what is wrong."""
+    """Check the body's shape and build the event; ``InvalidEvent`` names what is wrong.
+
+    Tolerant of what a reasonable sender sends (config/wire.py): snake_case names, integer ids,
+    a numeric string version, operations in any case or as CREATED/UPDATED/DELETED."""
     try:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
@@ -71,34 +84,36 @@ def parse_event(body: bytes, event_id: str, subscription_id: str) -> Event:
     record = data.get("record")
     if not isinstance(record, dict):
         raise InvalidEvent("record is missing")
-    entity_type = data.get("entityType") or record.get("type")
-    operation = data.get("operation")
-    record_id = record.get("id")
+    entity_type = field(data, "entityType") or record.get("type")
+    op = operation(data.get("operation"))
+    record_id = identifier(record.get("id"))
     version = record.get("version")
+    if isinstance(version, str) and version.strip().isdigit():
+        version = int(version.strip())
     if not isinstance(entity_type, str) or not entity_type:
         raise InvalidEvent("entityType is missing")
-    if operation not in OPERATIONS:
+    if op is None:
         raise InvalidEvent(f"operation is not one of {', '.join(OPERATIONS)}")
-    if not isinstance(record_id, str) or not record_id:
+    if not record_id:
         raise InvalidEvent("record.id is missing")
     if version is not None and (not isinstance(version, int) or isinstance(version, bool)):
         raise InvalidEvent("record.version is not an integer")
     attributes = record.get("attributes") or {}
-    system_ref = record.get("systemRef")
+    system_ref = field(record, "systemRef")
     if not isinstance(attributes, dict) or not (system_ref is None or isinstance(system_ref, dict)):
         raise InvalidEvent("record.attributes or record.systemRef is not an object")
     return Event(
         id=event_id,
-        subscription_id=data.get("subscriptionId") or subscription_id,
+        subscription_id=identifier(field(data, "subscriptionId")) or subscription_id,
         entity_type=entity_type,
-        operation=operation,
-        occurred_at=parse_time(data.get("occurredAt")),
+        operation=op,
+        occurred_at=parse_time(field(data, "occurredAt")),
         record=Record(
             id=record_id,
             type=record.get("type") or entity_type,
             version=version,
             # A DELETE is a soft delete whatever the record says.
-            active=False if operation == "DELETE" else bool(record.get("active", True)),
+            active=False if op == "DELETE" else bool(record.get("active", True)),
             system_ref=frozen(system_ref),
             attributes=frozen(attributes),
         ),

@@ -158,3 +158,47 @@ def test_the_secret_store_survives_malformed_answers(settings: Settings, redis_c
     store = SecretStore(redis_client, lambda: client, None, 60, cipher_for((TEST_SECRETS_KEY,)))
     assert store.secrets_for("sub_1") is None
     assert store.refreshed_secrets("sub_1", ["whsec_AAAA"]) is None
+
+
+@pytest.mark.parametrize(
+    ("call", "answer", "names"),
+    [
+        pytest.param(methodcaller("catalog"), {"types": []}, "GET /api/v1/event-subscriptions/catalog", id="catalog-other-key"),
+        pytest.param(methodcaller("catalog"), {"entityTypes": ["client"]}, "GET /api/v1/event-subscriptions/catalog", id="catalog-names-only"),
+        pytest.param(methodcaller("list_subscriptions"), [{"id": "sub_1"}], "GET /api/v1/event-subscriptions", id="list-bare"),
+        pytest.param(methodcaller("create_subscription", {"name": "x"}), {"subscription": {"id": "sub_1"}}, "POST /api/v1/event-subscriptions", id="create-wrapped"),
+        pytest.param(methodcaller("signing_secrets", "sub_1"), {"secret": "whsec_x"}, "GET /api/v1/event-subscriptions/sub_1/secret", id="secret-single"),
+        pytest.param(methodcaller("signing_secrets", "sub_1"), {"secrets": [{"key": "whsec_x"}]}, "GET /api/v1/event-subscriptions/sub_1/secret", id="secret-other-field"),
+    ],
+)
+def test_an_answer_of_another_shape_is_an_api_error_naming_the_call_and_what_came(settings: Settings, call: Callable, answer: object, names: str) -> None:
+    client, _ = make_client(settings, FakeAiwyn(lambda request: envelope(answer)))
+    with pytest.raises(AiwynAPIError) as caught:
+        call(client)
+    assert names in str(caught.value) and "found " in str(caught.value)
+    assert caught.value.code == "INVALID_RESPONSE"
+
+
+def test_a_paged_subscription_list_is_followed_and_integer_ids_become_strings(settings: Settings) -> None:
+    pages = {None: ({"id": "sub_1"}, "c1"), "c1": ({"id": 2}, "c2"), "c2": ({"id": "sub_3"}, None)}
+
+    def api(request: httpx.Request) -> httpx.Response:
+        item, following = pages[request.url.params.get("cursor")]
+        return envelope({"subscriptions": [item], "nextCursor": following})
+
+    client, _ = make_client(settings, FakeAiwyn(api))
+    assert [s["id"] for s in client.list_subscriptions()] == ["sub_1", "2", "sub_3"]
+
+
+def test_the_api_paths_follow_the_settings(settings: Settings) -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.url.path)
+        if request.url.path == "/oauth/token":
+            return httpx.Response(200, json={"access_token": "t", "expires_in": 60})
+        return envelope({"subscriptions": []})
+
+    client = AiwynClient(replace(settings, api_prefix="/v2", token_path="/oauth/token"), transport=httpx.MockTransport(handler))
+    client.list_subscriptions()
+    assert seen == ["/oauth/token", "/v2/event-subscriptions"]

@@ -13,7 +13,9 @@ def client(ref: str, **attributes: Any) -> dict[str, Any]:
 
 
 def test_faults_are_off_by_default_and_change_field_by_field(api):
-    defaults = {"duplicate": False, "reorder": False, "reorderWindowMs": 200, "delayMs": 0, "rateLimitPerSecond": 0}
+    defaults = {"duplicate": False, "reorder": False, "reorderWindowMs": 200, "delayMs": 0, "rateLimitPerSecond": 0, "dialect": "standard",
+                "noSubscriptionHeader": False, "timestampMillis": False, "integerIds": False, "snakeCase": False,
+                "pastTenseOperations": False, "separateMessageId": False}  # fmt: skip
     assert api.http.get("/_emulator/faults").json() == defaults
     response = api.http.put("/_emulator/faults", json={"delayMs": 50})
     assert response.status_code == 200
