@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from aiwyn_api.client import API_PREFIX, AiwynAPIError, AiwynClient
+from aiwyn_api.client import AiwynAPIError, AiwynClient
 
 MAX_PAGE_SIZE = 500  # the contract's largest ``limit``
 _ASSUMED = "Backfill and reconcile need it (contract §5b, assumed); the webhook path is not affected."
@@ -54,7 +54,7 @@ class RecordsListing:
             offered = self._client.record_types()
         except AiwynAPIError as exc:
             raise SyncError(f"cannot read Aiwyn's entity types: {exc}") from exc
-        urls = {str(t["name"]): str(t.get("recordsUrl") or f"{API_PREFIX}/records/{t['name']}") for t in offered}
+        urls = {str(t["name"]): str(t.get("recordsUrl") or self._client.wire.records_path(str(t["name"]))) for t in offered}
         names = list(urls) if "*" in wanted else [name for name in wanted if name in urls]
         return [EntityType(name, urls[name]) for name in names]
 
