@@ -61,6 +61,7 @@ class Settings:
     instance: str = "default"
     # The workers: batches drained from the delivery list, and the handlers' run policy.
     batch_size: int = 200
+    batch_max_failures: int = 5  # then the batch is split, and a delivery failing alone is dead-lettered
     handler_modules: tuple[str, ...] = ()
     handler_timeout: float = 30.0
     handler_attempts: int = 5
@@ -249,6 +250,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     PREFIX + "TRUSTED_PROXY_HOPS": ("trusted_proxy_hops", _int(0, 5)),
     PREFIX + "INSTANCE": ("instance", _instance),
     PREFIX + "BATCH_SIZE": ("batch_size", _int(1, 1000)),
+    PREFIX + "BATCH_MAX_FAILURES": ("batch_max_failures", _int(1, 100)),
     PREFIX + "HANDLER_MODULES": ("handler_modules", _names),
     PREFIX + "HANDLER_TIMEOUT": ("handler_timeout", _positive_float),
     PREFIX + "HANDLER_ATTEMPTS": ("handler_attempts", _int(1, 100)),

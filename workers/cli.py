@@ -13,6 +13,8 @@ import sqlalchemy
 
 from config import Settings, SettingsError, load_settings
 from config.logs import configure_logging
+from workers import dead_letters
+from workers.delivery_batches import DeliveryBatches
 from workers.discovery import HandlerLoadError
 from workers.failed import Filter, discard, find, replay
 from workers.migrate import upgrade
@@ -196,6 +198,72 @@ def failed_discard(event_ids: tuple[str, ...], every: bool, yes: bool, **filters
     if found and not yes:
         click.confirm(f"discard {len(found)} failed run(s)?", abort=True)
     click.echo(f"discarded {discard(engine, found)} run(s)")
+
+
+@cli.group("dead-letter")
+def dead_letter() -> None:
+    """Deliveries that failed on their own again and again, kept in Redis. Replay them once fixed."""
+
+
+def _redis(settings: Settings) -> redis.Redis:
+    return redis.Redis.from_url(settings.redis_url)
+
+
+@dead_letter.command("list")
+def dead_letter_list() -> None:
+    """List dead letters: when, event, failures, error."""
+    settings = _settings()
+    found = dead_letters.find(_redis(settings), settings.queue_name)
+    for letter in found:
+        click.echo(f"{letter.at:25} {letter.event_id:24} x{letter.failures}  {letter.error.splitlines()[0][:100]}")
+    click.echo(f"{len(found)} dead letter(s)", err=True)
+
+
+@dead_letter.command("show")
+@click.argument("event_id")
+def dead_letter_show(event_id: str) -> None:
+    """Show a dead letter's full error and its body as received."""
+    settings = _settings()
+    found = dead_letters.find(_redis(settings), settings.queue_name, (event_id,))
+    if not found:
+        raise click.ClickException(f"no dead letter for event {event_id}")
+    letter = found[0]
+    click.echo(f"event:        {letter.event_id}  subscription: {letter.subscription_id}")
+    click.echo(f"failed:       {letter.failures} times, last at {letter.at}")
+    click.echo(f"error:        {letter.error}")
+    click.echo("body:")
+    click.echo(letter.body.decode("utf-8", errors="replace"))
+
+
+def _dead_ids(settings: Settings, event_ids: tuple[str, ...], every: bool) -> list[str]:
+    if not event_ids and not every:
+        raise click.UsageError("name event ids or say --all")
+    return [letter.event_id for letter in dead_letters.find(_redis(settings), settings.queue_name, event_ids)]
+
+
+@dead_letter.command("replay")
+@click.argument("event_ids", nargs=-1)
+@click.option("--all", "every", is_flag=True, help="Every dead letter.")
+def dead_letter_replay(event_ids: tuple[str, ...], every: bool) -> None:
+    """Put dead letters back on the delivery list, for the workers to try again."""
+    settings = _settings()
+    connection = _redis(settings)
+    moved = dead_letters.replay(connection, settings.queue_name, _dead_ids(settings, event_ids, every))
+    DeliveryBatches(settings, connection, lease_seconds=settings.job_timeout).wake_if_needed()
+    click.echo(f"replayed {moved} delivery(ies)")
+
+
+@dead_letter.command("discard")
+@click.argument("event_ids", nargs=-1)
+@click.option("--all", "every", is_flag=True, help="Every dead letter.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def dead_letter_discard(event_ids: tuple[str, ...], every: bool, yes: bool) -> None:
+    """Drop dead letters for good (their events are never applied)."""
+    settings = _settings()
+    ids = _dead_ids(settings, event_ids, every)
+    if ids and not yes:
+        click.confirm(f"discard {len(ids)} dead letter(s)?", abort=True)
+    click.echo(f"discarded {dead_letters.discard(_redis(settings), settings.queue_name, ids)} dead letter(s)")
 
 
 def main() -> None:
