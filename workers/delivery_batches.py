@@ -17,9 +17,18 @@ from datetime import UTC, datetime
 
 import redis
 from rq import Queue
+from rq.job import Job
 
 from config import Settings
-from config.job_contract import WAKE_TTL_SECONDS, deliveries_key, enqueue_drain, unpack_delivery, wake_key
+from config.job_contract import (
+    WAKE_IS_LIVE_LUA,
+    WAKE_TTL_SECONDS,
+    deliveries_key,
+    enqueue_drain,
+    new_drain_job_id,
+    unpack_delivery,
+    wake_key,
+)
 from workers.dead_letters import dead_letters_key, failures_key, reason_json, reasons_key
 
 log = logging.getLogger(__name__)
@@ -40,11 +49,15 @@ redis.call('ZADD', KEYS[2], now + tonumber(ARGV[1]), ARGV[2])
 return {ARGV[2], items}
 """
 
-# KEYS: deliveries, batches, wake. ARGV: wake ttl. 1 when a drain job should be queued.
-_NEEDS_DRAIN = """
+# KEYS: deliveries, batches, wake. ARGV: wake ttl, RQ job key prefix, new job id.
+# 1 when a drain job should be queued: deliveries wait and the flag names no queued drain job.
+_NEEDS_DRAIN = WAKE_IS_LIVE_LUA + """
 local t = redis.call('TIME')
 local waiting = redis.call('LLEN', KEYS[1]) > 0 or #redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', t[1], 'LIMIT', 0, 1) > 0
-if waiting and redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[1]) then return 1 end
+if waiting and not wake_is_live(KEYS[3], ARGV[2], ARGV[1]) then
+  redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[1])
+  return 1
+end
 return 0
 """
 
@@ -159,10 +172,12 @@ class DeliveryBatches:
 
     def wake_if_needed(self) -> bool:
         """Queue a drain job when deliveries wait and none is queued: a lost wake-up costs seconds."""
+        job_id = new_drain_job_id()
         if self._needs_drain(
-            keys=[self._deliveries, self._batches, wake_key(self._settings.queue_name)], args=[WAKE_TTL_SECONDS]
+            keys=[self._deliveries, self._batches, wake_key(self._settings.queue_name)],
+            args=[WAKE_TTL_SECONDS, Job.redis_job_namespace_prefix, job_id],
         ):
-            enqueue_drain(self._queue, self._settings)
+            enqueue_drain(self._queue, self._settings, job_id)
             return True
         return False
 
