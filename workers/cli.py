@@ -21,14 +21,21 @@ from workers.migrate import upgrade
 from workers.models import MirroredRecord
 from workers.registry import HandlerRegistry, default_registry
 from workers.runtime import WorkerRuntime, start_runtime
+from workers.startup import StartupTimeout, wait_for_services
 from workers.worker import DrainWorker
+
+
+class SettingsProblem(click.ClickException):
+    """A bad setting: one line on stderr, exit code 2, no traceback."""
+
+    exit_code = 2
 
 
 def _settings() -> Settings:
     try:
         settings = load_settings()
     except SettingsError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise SettingsProblem(str(exc)) from exc
     configure_logging(settings.log_level)
     return settings
 
@@ -70,7 +77,12 @@ def work(burst: bool, queues: str) -> None:
     settings = _settings()
     runtime = _runtime(settings)
     try:
-        runtime.redis.ping()
+        wait_for_services(settings)
+    except SettingsError as exc:
+        raise SettingsProblem(str(exc)) from exc
+    except StartupTimeout as exc:
+        raise click.ClickException(str(exc)) from exc
+    try:
         runtime.batches.wake_if_needed()  # deliveries left from before this start
     except redis.RedisError as exc:
         raise click.ClickException(f"Redis at REDIS_URL: {type(exc).__name__}: {exc}") from exc
