@@ -117,7 +117,7 @@ def base_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(_OURS)} | {"PYTHONUNBUFFERED": "1"}
 
 
-def start_stack(directory: Path, database_url: str, *, retry_schedule: str = "0.2,0.5,1,2,3,5,8", **extra: str) -> Stack:
+def start_stack(directory: Path, database_url: str, *, retry_schedule: str = "0.2,0.5,1,2,3,5,8", durable_redis: bool = False, **extra: str) -> Stack:
     """Start everything the Procfile and the run command start, each as its own process."""
     port = free_port()
     env = base_env() | {
@@ -140,7 +140,7 @@ def start_stack(directory: Path, database_url: str, *, retry_schedule: str = "0.
     } | extra
     stack = Stack(directory, database_url, env)
     try:
-        stack.processes["redis"], env["REDIS_URL"] = start_redis(directory / "redis")
+        stack.processes["redis"], env["REDIS_URL"] = start_redis(directory / "redis", durable=durable_redis)
         stack.processes["emulator"], stack.emulator_url = start_emulator(env, directory / "emulator.log")
         env["AIWYN_BASE_URL"] = stack.emulator_url
         run_release(env, directory / "release.log")
