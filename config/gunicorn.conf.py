@@ -1,12 +1,23 @@
 """gunicorn settings for the ``web`` process, derived from the service's own settings."""
 
+import logging
 import signal
+import sys
 
-from config import load_settings
+from config import SettingsError, load_settings
 from config.lifecycle import stopping
 from config.logs import configure_logging
+from config.reachability import check_database, check_redis, summary
 
-_settings = load_settings()
+try:
+    _settings = load_settings()
+    # What the app needs, checked here, before gunicorn boots its workers: one line and exit 2,
+    # instead of a traceback from every worker process.
+    _settings.require_api()
+    _settings.require_secrets_key()
+except SettingsError as _exc:
+    print(f"web: {_exc}", file=sys.stderr)
+    sys.exit(2)
 configure_logging(_settings.log_level)
 
 bind = f"{_settings.bind_host}:{_settings.port}"
@@ -34,3 +45,10 @@ def post_worker_init(worker) -> None:  # noqa: ANN001 - gunicorn's hook
         graceful_exit(signum, frame)
 
     signal.signal(signal.SIGTERM, exit_gracefully)
+
+
+def when_ready(server) -> None:  # noqa: ANN001 - gunicorn's hook
+    """Say once, at start, whether Redis and the database answer (the web answers 503 until they do)."""
+    checks = [check_redis(_settings.redis_url), check_database(_settings.database_url, table=None)]
+    level = logging.INFO if all(c.answering for c in checks) else logging.WARNING
+    logging.getLogger("web").log(level, "%s", summary(checks))

@@ -15,6 +15,7 @@ is queued again and re-runs only the failed handlers.
 from __future__ import annotations
 
 import hashlib
+import uuid
 from typing import TYPE_CHECKING
 
 from rq import Queue, Retry
@@ -26,6 +27,21 @@ DRAIN_DELIVERIES = "workers.jobs.drain_deliveries"
 # A wake-up flag lives this long at most, so a drain job lost between the flag and its enqueue
 # (a crash in between) delays a delivery by this much, never forever.
 WAKE_TTL_SECONDS = 30
+# The flag holds the id of the drain job it stands for, and counts only while RQ has that job
+# queued (or for a moment after the flag is set, while its enqueue is under way): a job taken by
+# a worker that died, or lost in a Redis restart, cannot keep deliveries waiting for the TTL.
+WAKE_ENQUEUE_GRACE_SECONDS = 2
+# Lua, shared by the receiver's and the workers' scripts: ``wake_is_live(flag key, job key prefix, ttl)``.
+WAKE_IS_LIVE_LUA = f"""
+local function wake_is_live(wake, job_prefix, ttl)
+  local id = redis.call('GET', wake)
+  if not id then return false end
+  local status = redis.call('HGET', job_prefix .. id, 'status')
+  if status == 'queued' then return true end
+  if status then return false end
+  return redis.call('PTTL', wake) > (tonumber(ttl) - {WAKE_ENQUEUE_GRACE_SECONDS}) * 1000
+end
+"""
 
 # The longest webhook-id the receiver accepts: the ledger's event_id column is this wide
 # (workers/models.py), so a longer one could be acknowledged but never stored.
@@ -49,8 +65,13 @@ def deliveries_key(queue: str) -> str:
 
 
 def wake_key(queue: str) -> str:
-    """Set while a drain job is queued and has not started."""
+    """Set while a drain job is queued and has not started; its value is the job's id."""
     return f"aiwyn:{queue}:wake"
+
+
+def new_drain_job_id() -> str:
+    """The id of the next drain job, written into the wake flag before the job is queued."""
+    return f"drain-{uuid.uuid4().hex}"
 
 
 def pack_delivery(event_id: str, subscription_id: str, body: bytes) -> bytes:
@@ -63,11 +84,12 @@ def unpack_delivery(item: bytes) -> tuple[str, str, bytes]:
     return event_id.decode("utf-8"), subscription_id.decode("utf-8"), body
 
 
-def enqueue_drain(queue: Queue, settings: Settings) -> None:
-    """Queue the RQ job that drains the delivery list; RQ's retries cover database outages."""
+def enqueue_drain(queue: Queue, settings: Settings, job_id: str | None = None) -> None:
+    """Queue the RQ job that drains the delivery list (as ``job_id``, the wake flag's); RQ's retries cover database outages."""
     intervals = list(settings.job_retry_intervals)
     queue.enqueue_call(
         DRAIN_DELIVERIES,
+        job_id=job_id,
         args=(settings.queue_name,),
         timeout=settings.job_timeout,
         result_ttl=600,

@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
 PREFIX = "AIWYN_RECEIVER_"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SUBSCRIPTIONS_FILE = Path(__file__).resolve().parent / "subscriptions.toml"
@@ -61,6 +64,8 @@ class Settings:
     instance: str = "default"
     # The workers: batches drained from the delivery list, and the handlers' run policy.
     batch_size: int = 200
+    batch_max_failures: int = 5  # then the batch is split, and a delivery failing alone is dead-lettered
+    startup_wait: int = 0  # seconds a worker waits for Redis and the database at start; 0: for ever
     handler_modules: tuple[str, ...] = ()
     handler_timeout: float = 30.0
     handler_attempts: int = 5
@@ -135,6 +140,31 @@ def _url(schemes: tuple[str, ...]) -> Callable[[str], str]:
         return raw.rstrip("/")
 
     return parse
+
+
+def _redis_url(raw: str) -> str:
+    url = _url(("redis", "rediss", "unix"))(raw)
+    try:
+        urlsplit(url).port  # noqa: B018 - parses the port
+    except ValueError:
+        raise ValueError("has a port that is not a number from 0 to 65535") from None
+    return url
+
+
+_POSTGRES_SCHEMES = {"postgres", "postgresql", "postgresql+psycopg", "postgresql+psycopg2"}
+
+
+def _database_url(raw: str) -> str:
+    """SQLite or PostgreSQL (``postgres://`` too, as Heroku spells it), always with the psycopg 3 driver we ship."""
+    scheme, separator, rest = raw.strip().partition("://")
+    if not separator or not (scheme in _POSTGRES_SCHEMES or scheme in ("sqlite", "sqlite+pysqlite")):
+        raise ValueError("must start with sqlite:/// or postgresql:// (or postgres://)")
+    url = f"postgresql+psycopg://{rest}" if scheme in _POSTGRES_SCHEMES else raw.strip()
+    try:
+        make_url(url).port  # noqa: B018 - parses the port
+    except (ArgumentError, ValueError):
+        raise ValueError("is not a database URL (check the port, and that the password is URL-encoded)") from None
+    return url
 
 
 def _public_url(raw: str) -> str:
@@ -261,8 +291,8 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "AIWYN_CLIENT_SECRET": ("aiwyn_client_secret", _text),
     "AIWYN_API_KEY": ("aiwyn_api_key", _text),
     "PUBLIC_URL": ("public_url", _public_url),
-    "REDIS_URL": ("redis_url", _url(("redis", "rediss", "unix"))),
-    "DATABASE_URL": ("database_url", _text),
+    "REDIS_URL": ("redis_url", _redis_url),
+    "DATABASE_URL": ("database_url", _database_url),
     "PORT": ("port", _int(1, 65535)),
     PREFIX + "BIND_HOST": ("bind_host", _text),
     PREFIX + "WEB_WORKERS": ("web_workers", _int(1, 64)),
@@ -284,6 +314,8 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     PREFIX + "TRUSTED_PROXY_HOPS": ("trusted_proxy_hops", _int(0, 5)),
     PREFIX + "INSTANCE": ("instance", _instance),
     PREFIX + "BATCH_SIZE": ("batch_size", _int(1, 1000)),
+    PREFIX + "BATCH_MAX_FAILURES": ("batch_max_failures", _int(1, 100)),
+    PREFIX + "STARTUP_WAIT": ("startup_wait", _int(0, 86400)),
     PREFIX + "HANDLER_MODULES": ("handler_modules", _names),
     PREFIX + "HANDLER_TIMEOUT": ("handler_timeout", _positive_float),
     PREFIX + "HANDLER_ATTEMPTS": ("handler_attempts", _int(1, 100)),

@@ -21,6 +21,12 @@ from receiver.registration import Owner, RegistrationError, deactivate_ours, reg
 from receiver.secret_store import SecretStore
 
 
+class SettingsProblem(click.ClickException):
+    """A bad setting: one line on stderr, exit code 2, no traceback."""
+
+    exit_code = 2
+
+
 @click.group()
 def cli() -> None:
     """Aiwyn webhook receiver: the web side's commands."""
@@ -48,7 +54,9 @@ def register(dry_run: bool) -> None:
         connection = connect_redis(settings)
         store = SecretStore.for_settings(settings, connection, lambda: client)
         steps = register_subscriptions(client, connection, specs, _owner(settings), store, source=str(settings.subscriptions_file), dry_run=dry_run)
-    except (SettingsError, RegistrationError) as exc:
+    except SettingsError as exc:
+        raise SettingsProblem(str(exc)) from exc
+    except RegistrationError as exc:
         raise click.ClickException(str(exc)) from exc
     except AiwynAPIError as exc:
         raise click.ClickException(f"Aiwyn API: {exc}") from exc
@@ -70,7 +78,7 @@ def uninstall(yes: bool) -> None:
         settings, client = _connect()
         steps = deactivate_ours(client, _owner(settings))
     except SettingsError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise SettingsProblem(str(exc)) from exc
     except AiwynAPIError as exc:
         raise click.ClickException(f"Aiwyn API: {exc}") from exc
     for step in steps:

@@ -13,21 +13,31 @@ import logging
 
 import redis
 from rq import Queue
+from rq.job import Job
 
 from config import Settings
-from config.job_contract import WAKE_TTL_SECONDS, deliveries_key, enqueue_drain, pack_delivery, seen_key, wake_key
+from config.job_contract import (
+    WAKE_IS_LIVE_LUA,
+    WAKE_TTL_SECONDS,
+    deliveries_key,
+    enqueue_drain,
+    new_drain_job_id,
+    pack_delivery,
+    seen_key,
+    wake_key,
+)
 
 log = logging.getLogger(__name__)
 
-# KEYS: seen, deliveries, wake. ARGV: dedupe ttl, packed delivery, wake ttl.
+# KEYS: seen, deliveries, wake. ARGV: dedupe ttl, packed delivery, wake ttl, RQ job key prefix, new job id.
 # A duplicate still wakes a drain job if deliveries are waiting: a wake-up lost earlier
 # (a crash between this script and the enqueue) is made good by the next delivery.
-_PUSH = """
+_PUSH = WAKE_IS_LIVE_LUA + """
 local fresh = redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1])
 if fresh then redis.call('RPUSH', KEYS[2], ARGV[2]) end
 local wake = false
-if fresh or redis.call('LLEN', KEYS[2]) > 0 then
-  wake = redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[3])
+if (fresh or redis.call('LLEN', KEYS[2]) > 0) and not wake_is_live(KEYS[3], ARGV[4], ARGV[3]) then
+  wake = redis.call('SET', KEYS[3], ARGV[5], 'EX', ARGV[3])
 end
 return {fresh and 1 or 0, wake and 1 or 0}
 """
@@ -50,18 +60,19 @@ class DeliveryQueue:
 
     def enqueue(self, event_id: str, subscription_id: str, body: bytes) -> Enqueued:
         """Store the delivery; raises ``redis.RedisError`` when Redis cannot take it."""
+        job_id = new_drain_job_id()
         fresh, wake = self._push(
             keys=[seen_key(event_id), *self._keys],
-            args=[self._settings.dedupe_ttl, pack_delivery(event_id, subscription_id, body), WAKE_TTL_SECONDS],
+            args=[self._settings.dedupe_ttl, pack_delivery(event_id, subscription_id, body), WAKE_TTL_SECONDS, Job.redis_job_namespace_prefix, job_id],
         )
         if wake:
-            self.wake()
+            self.wake(job_id)
         return Enqueued.QUEUED if fresh else Enqueued.DUPLICATE
 
-    def wake(self) -> None:
+    def wake(self, job_id: str | None = None) -> None:
         """Queue a drain job; a failure here loses nothing (the delivery is stored), only time."""
         try:
-            enqueue_drain(self._queue, self._settings)
+            enqueue_drain(self._queue, self._settings, job_id)
         except redis.RedisError as exc:
             log.warning("drain job not queued (%s); the next delivery or a worker's sweep will queue it", type(exc).__name__)
 

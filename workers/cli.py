@@ -11,40 +11,19 @@ import click
 import redis
 import sqlalchemy
 
-from aiwyn_api.client import AiwynAPIError
-from config import Settings, SettingsError, load_settings
-from config.logs import configure_logging
-from workers import backfill_events
-from workers.discovery import HandlerLoadError
+from config import Settings, SettingsError
+from workers import dead_letters
+from workers.cli_common import SettingsProblem, runtime_or_exit, settings_or_exit
+from workers.delivery_batches import DeliveryBatches
 from workers.failed import Filter, discard, find, replay
 from workers.invalid_cli import invalid
 from workers.migrate import upgrade
 from workers.models import MirroredRecord
-from workers.registry import HandlerRegistry, default_registry
-from workers.runtime import WorkerRuntime, start_runtime
-from workers.sync import backfill as sync_backfill
-from workers.sync import state as sync_state
-from workers.sync.listing import EntityType, SyncError
-from workers.sync.progress import ProgressLine
-from workers.sync.reconcile import EXAMPLES, reconcile_type
-from workers.sync.schedule import lease_seconds, reconcile_lock, subscribed_types
+from workers.registry import default_registry
+from workers.runtime import start_runtime
+from workers.startup import StartupTimeout, wait_for_services
+from workers.sync_cli import SYNC_COMMANDS
 from workers.worker import DrainWorker, start_sync_ticker
-
-
-def _settings() -> Settings:
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from exc
-    configure_logging(settings.log_level)
-    return settings
-
-
-def _runtime(settings: Settings, registry: HandlerRegistry | None = None) -> WorkerRuntime:
-    try:
-        return start_runtime(settings, registry)
-    except HandlerLoadError as exc:
-        raise click.ClickException(str(exc)) from exc
 
 
 @click.group()
@@ -55,7 +34,7 @@ def cli() -> None:
 @cli.command()
 def migrate() -> None:
     """Apply the database migrations (the ``release`` process runs this)."""
-    settings = _settings()
+    settings = settings_or_exit()
     try:
         upgrade(settings.database_url)
     except sqlalchemy.exc.SQLAlchemyError as exc:
@@ -74,10 +53,15 @@ def migrate() -> None:
 )
 def work(burst: bool, queues: str) -> None:
     """Process queued deliveries in this process (RQ SimpleWorker: no fork per job)."""
-    settings = _settings()
-    runtime = _runtime(settings)
+    settings = settings_or_exit()
+    runtime = runtime_or_exit(settings)
     try:
-        runtime.redis.ping()
+        wait_for_services(settings)
+    except SettingsError as exc:
+        raise SettingsProblem(str(exc)) from exc
+    except StartupTimeout as exc:
+        raise click.ClickException(str(exc)) from exc
+    try:
         runtime.batches.wake_if_needed()  # deliveries left from before this start
     except redis.RedisError as exc:
         raise click.ClickException(f"Redis at REDIS_URL: {type(exc).__name__}: {exc}") from exc
@@ -100,7 +84,7 @@ def work(burst: bool, queues: str) -> None:
 @click.option("--limit", default=20, show_default=True, help="How many rows, newest first.")
 def records(entity_type: str | None, limit: int) -> None:
     """Show the newest rows of the mirror (aiwyn_records)."""
-    engine = start_runtime(_settings(), default_registry()).engine
+    engine = start_runtime(settings_or_exit(), default_registry()).engine
     query = sqlalchemy.select(MirroredRecord).order_by(MirroredRecord.updated_at.desc()).limit(limit)
     if entity_type:
         query = query.where(MirroredRecord.entity_type == entity_type)
@@ -149,7 +133,7 @@ def _filter(event_ids: tuple[str, ...], handler: str | None, entity_type: str | 
 @click.option("--limit", default=100, show_default=True, help="At most this many runs, oldest first.")
 def failed_list(handler: str | None, entity_type: str | None, since: datetime | None, until: datetime | None, limit: int) -> None:
     """List failed runs: when, event, handler, attempts, error."""
-    engine = start_runtime(_settings(), default_registry()).engine
+    engine = start_runtime(settings_or_exit(), default_registry()).engine
     found = find(engine, _filter((), handler, entity_type, since, until), limit)
     for run in found:
         error = (run.last_error or "worker died during the run").splitlines()[0][:100]
@@ -162,7 +146,7 @@ def failed_list(handler: str | None, entity_type: str | None, since: datetime | 
 @click.option("--handler", help="Only this handler's run.")
 def failed_show(event_id: str, handler: str | None) -> None:
     """Show an event's failed runs with the full error and the event's payload."""
-    engine = start_runtime(_settings(), default_registry()).engine
+    engine = start_runtime(settings_or_exit(), default_registry()).engine
     found = find(engine, Filter((event_id,), handler))
     if not found:
         raise click.ClickException(f"no failed run for event {event_id}" + (f" and handler {handler}" if handler else ""))
@@ -187,8 +171,8 @@ def _selected(event_ids: tuple[str, ...], every: bool, **filters: Any) -> Filter
 @click.option("--all", "every", is_flag=True, help="Every failed run.")
 def failed_replay(event_ids: tuple[str, ...], every: bool, **filters: Any) -> None:
     """Run the failed handlers again on their events, in this process, with a progress bar."""
-    settings = _settings()
-    runtime = _runtime(settings)
+    settings = settings_or_exit()
+    runtime = runtime_or_exit(settings)
     found = find(runtime.engine, _selected(event_ids, every, **filters))
     if not found:
         click.echo("nothing to replay")
@@ -207,126 +191,80 @@ def failed_replay(event_ids: tuple[str, ...], every: bool, **filters: Any) -> No
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def failed_discard(event_ids: tuple[str, ...], every: bool, yes: bool, **filters: Any) -> None:
     """Drop failed runs from the list for good (their events then count as processed)."""
-    engine = start_runtime(_settings(), default_registry()).engine
+    engine = start_runtime(settings_or_exit(), default_registry()).engine
     found = find(engine, _selected(event_ids, every, **filters))
     if found and not yes:
         click.confirm(f"discard {len(found)} failed run(s)?", abort=True)
     click.echo(f"discarded {discard(engine, found)} run(s)")
 
 
-def _iso_time(_ctx: click.Context, _param: click.Parameter, value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not an ISO 8601 time (e.g. 2026-11-30T00:00:00Z)") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _sync_types(runtime: WorkerRuntime, wanted: tuple[str, ...]) -> list[EntityType]:
-    """The named types, else every subscribed one, with their listing URLs; a clear error for an unknown one."""
-    try:
-        runtime.settings.require_api()
-        types = runtime.listing.types(wanted or subscribed_types(runtime.settings))
-    except (SettingsError, SyncError, AiwynAPIError) as exc:
-        raise click.ClickException(str(exc)) from exc
-    unknown = sorted(set(wanted) - {t.name for t in types} - {"*"})
-    if unknown:
-        raise click.ClickException(f"unknown entity type(s): {', '.join(unknown)} (not in Aiwyn's /records/types)")
-    return types
-
-
-@cli.command()
-@click.option("--type", "wanted", multiple=True, help="Only this entity type (repeatable); default: every subscribed type.")
-@click.option("--since", callback=_iso_time, help="Only records changed at or after this ISO 8601 time.")
-@click.option("--enqueue", is_flag=True, help="Hand the pages to the workers (one RQ job a page) instead of copying here.")
-def backfill(wanted: tuple[str, ...], since: datetime | None, enqueue: bool) -> None:
-    """Copy every record of the subscribed types from Aiwyn into the mirror; resumes where a killed run stopped."""
-    settings = _settings()
-    runtime = _runtime(settings)
-    types = _sync_types(runtime, wanted)
-    lease = lease_seconds(settings)
-    if enqueue:
-        for entity_type in types:
-            held = sync_state.begin(runtime.engine, entity_type.name, lease, since, steal=True)
-            assert held is not None
-            runtime.sync.enqueue_page(entity_type, held.token)
-        click.echo(f"queued the backfill of {len(types)} type(s) for the workers; follow it with: python -m workers sync-status")
-        return
-    line = ProgressLine()
-    hook = backfill_events.Hook(runtime) if settings.backfill_runs_handlers else None
-    try:
-        sync_backfill.run(runtime.engine, runtime.listing, types, settings.backfill_page_size, lease, since, line, hook)
-    except sync_state.LeaseLost as exc:
-        raise click.ClickException(f"another backfill of {exc} took over; this one stops") from exc
-    except (SyncError, AiwynAPIError) as exc:
-        raise click.ClickException(str(exc)) from exc
-    finally:
-        if hook is not None:
-            hook.enqueue()
-    click.echo(line.summary(len(types)))
-
-
-@cli.command("reconcile")
-@click.option("--type", "wanted", multiple=True, help="Only this entity type (repeatable); default: every subscribed type.")
-@click.option("--dry-run", is_flag=True, help="Report the drift, change nothing.")
-def reconcile_command(wanted: tuple[str, ...], dry_run: bool) -> None:
-    """Compare the mirror with Aiwyn's listing: repair missing and outdated rows, mark those Aiwyn no longer lists."""
-    settings = _settings()
-    runtime = _runtime(settings)
-    types = _sync_types(runtime, wanted)
-    lock = reconcile_lock(settings, runtime.redis)
-    if not lock.acquire():
-        raise click.ClickException("a reconcile is running already (in a worker or another command); try again when it ends")
-    try:
-        known = sync_state.states(runtime.engine)
-        for entity_type in types:
-            if entity_type.name in known and sync_state.in_progress(known[entity_type.name]):
-                click.echo(f"{entity_type.name}: skipped, its backfill is in progress")
-                continue
-            drift = reconcile_type(runtime.engine, runtime.listing, entity_type, settings.backfill_page_size, dry_run, on_page=lock.reacquire)
-            click.echo(f"{entity_type.name}: {drift.summary()}" + (" (dry run: nothing changed)" if dry_run else ""))
-            for kind in ("missing", "behind", "gone"):
-                for record_id in getattr(drift, kind)[:EXAMPLES]:
-                    click.echo(f"  {kind} {record_id}")
-    except (SyncError, AiwynAPIError) as exc:
-        raise click.ClickException(str(exc)) from exc
-    finally:
-        lock.release()
-
-
-def _when(moment: datetime | None) -> str:
-    aware = sync_state.aware(moment)
-    return f"{aware:%Y-%m-%dT%H:%M:%SZ}" if aware else "never"
-
-
-@cli.command("sync-status")
-def sync_status() -> None:
-    """One line per subscribed type: never, backfilling <n> of about <m>, or complete <UTC time>; and its last reconcile."""
-    settings = _settings()
-    runtime = start_runtime(settings, default_registry())
-    known = sync_state.states(runtime.engine)
-    names = subscribed_types(settings)
-    if "*" in names:
-        try:
-            names = [t.name for t in runtime.listing.types(names)]
-        except (SettingsError, SyncError, AiwynAPIError) as exc:
-            click.echo(f"cannot resolve '*' through Aiwyn ({exc}); showing the types synced so far", err=True)
-            names = sorted(known)
-    for name in names:
-        row = known.get(name)
-        if row is not None and sync_state.in_progress(row):
-            status = f"backfilling {row.backfill_records} of about {row.backfill_estimate if row.backfill_estimate else '?'}"
-        elif row is not None and row.backfill_completed_at is not None:
-            status = f"complete {_when(row.backfill_completed_at)}"
-        else:
-            status = "never"
-        reconciled = f"reconciled {_when(row.reconcile_completed_at)} ({row.reconcile_summary})" if row and row.reconcile_completed_at else "reconciled never"
-        click.echo(f"{name:24} {status:44} {reconciled}")
-
-
 cli.add_command(invalid)
+for command in SYNC_COMMANDS:
+    cli.add_command(command)
+@cli.group("dead-letter")
+def dead_letter() -> None:
+    """Deliveries that failed on their own again and again, kept in Redis. Replay them once fixed."""
+
+
+def _redis(settings: Settings) -> redis.Redis:
+    return redis.Redis.from_url(settings.redis_url)
+
+
+@dead_letter.command("list")
+def dead_letter_list() -> None:
+    """List dead letters: when, event, failures, error."""
+    settings = settings_or_exit()
+    found = dead_letters.find(_redis(settings), settings.queue_name)
+    for letter in found:
+        click.echo(f"{letter.at:25} {letter.event_id:24} x{letter.failures}  {letter.error.splitlines()[0][:100]}")
+    click.echo(f"{len(found)} dead letter(s)", err=True)
+
+
+@dead_letter.command("show")
+@click.argument("event_id")
+def dead_letter_show(event_id: str) -> None:
+    """Show a dead letter's full error and its body as received."""
+    settings = settings_or_exit()
+    found = dead_letters.find(_redis(settings), settings.queue_name, (event_id,))
+    if not found:
+        raise click.ClickException(f"no dead letter for event {event_id}")
+    letter = found[0]
+    click.echo(f"event:        {letter.event_id}  subscription: {letter.subscription_id}")
+    click.echo(f"failed:       {letter.failures} times, last at {letter.at}")
+    click.echo(f"error:        {letter.error}")
+    click.echo("body:")
+    click.echo(letter.body.decode("utf-8", errors="replace"))
+
+
+def _dead_ids(settings: Settings, event_ids: tuple[str, ...], every: bool) -> list[str]:
+    if not event_ids and not every:
+        raise click.UsageError("name event ids or say --all")
+    return [letter.event_id for letter in dead_letters.find(_redis(settings), settings.queue_name, event_ids)]
+
+
+@dead_letter.command("replay")
+@click.argument("event_ids", nargs=-1)
+@click.option("--all", "every", is_flag=True, help="Every dead letter.")
+def dead_letter_replay(event_ids: tuple[str, ...], every: bool) -> None:
+    """Put dead letters back on the delivery list, for the workers to try again."""
+    settings = settings_or_exit()
+    connection = _redis(settings)
+    moved = dead_letters.replay(connection, settings.queue_name, _dead_ids(settings, event_ids, every))
+    DeliveryBatches(settings, connection, lease_seconds=settings.job_timeout).wake_if_needed()
+    click.echo(f"replayed {moved} delivery(ies)")
+
+
+@dead_letter.command("discard")
+@click.argument("event_ids", nargs=-1)
+@click.option("--all", "every", is_flag=True, help="Every dead letter.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def dead_letter_discard(event_ids: tuple[str, ...], every: bool, yes: bool) -> None:
+    """Drop dead letters for good (their events are never applied)."""
+    settings = settings_or_exit()
+    ids = _dead_ids(settings, event_ids, every)
+    if ids and not yes:
+        click.confirm(f"discard {len(ids)} dead letter(s)?", abort=True)
+    click.echo(f"discarded {dead_letters.discard(_redis(settings), settings.queue_name, ids)} dead letter(s)")
 
 
 def main() -> None:

@@ -17,9 +17,19 @@ from datetime import UTC, datetime
 
 import redis
 from rq import Queue
+from rq.job import Job
 
 from config import Settings
-from config.job_contract import WAKE_TTL_SECONDS, deliveries_key, enqueue_drain, unpack_delivery, wake_key
+from config.job_contract import (
+    WAKE_IS_LIVE_LUA,
+    WAKE_TTL_SECONDS,
+    deliveries_key,
+    enqueue_drain,
+    new_drain_job_id,
+    unpack_delivery,
+    wake_key,
+)
+from workers.dead_letters import dead_letters_key, failures_key, reason_json, reasons_key
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +49,46 @@ redis.call('ZADD', KEYS[2], now + tonumber(ARGV[1]), ARGV[2])
 return {ARGV[2], items}
 """
 
-# KEYS: deliveries, batches, wake. ARGV: wake ttl. 1 when a drain job should be queued.
-_NEEDS_DRAIN = """
+# KEYS: deliveries, batches, wake. ARGV: wake ttl, RQ job key prefix, new job id.
+# 1 when a drain job should be queued: deliveries wait and the flag names no queued drain job.
+_NEEDS_DRAIN = WAKE_IS_LIVE_LUA + """
 local t = redis.call('TIME')
 local waiting = redis.call('LLEN', KEYS[1]) > 0 or #redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', t[1], 'LIMIT', 0, 1) > 0
-if waiting and redis.call('SET', KEYS[3], '1', 'NX', 'EX', ARGV[1]) then return 1 end
+if waiting and not wake_is_live(KEYS[3], ARGV[2], ARGV[1]) then
+  redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[1])
+  return 1
+end
 return 0
+"""
+
+
+# KEYS: batches, failures, batch, dead letters, reasons. ARGV: retry in, max failures, reason, event id.
+# Counts a failed batch; below the limit it is given back, then split into single deliveries,
+# and a single delivery goes to the dead-letter list: never claimed again in a loop.
+_FAIL = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local count = redis.call('HINCRBY', KEYS[2], KEYS[3], 1)
+if count < tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), KEYS[3])
+  return {'retry', count}
+end
+local items = redis.call('LRANGE', KEYS[3], 0, -1)
+redis.call('DEL', KEYS[3])
+redis.call('ZREM', KEYS[1], KEYS[3])
+redis.call('HDEL', KEYS[2], KEYS[3])
+if #items > 1 then
+  for i, item in ipairs(items) do
+    redis.call('RPUSH', KEYS[3] .. '-' .. i, item)
+    redis.call('ZADD', KEYS[1], now, KEYS[3] .. '-' .. i)
+  end
+  return {'split', count}
+end
+if #items == 1 then
+  redis.call('HSET', KEYS[4], ARGV[4], items[1])
+  redis.call('HSET', KEYS[5], ARGV[4], ARGV[3])
+end
+return {'dead', count}
 """
 
 
@@ -73,6 +117,8 @@ class DeliveryBatches:
         self._batches = f"aiwyn:{settings.queue_name}:batches"
         self._claim = connection.register_script(_CLAIM)
         self._needs_drain = connection.register_script(_NEEDS_DRAIN)
+        self._fail = connection.register_script(_FAIL)
+        self._failures = failures_key(settings.queue_name)
 
     def claim(self, size: int) -> Batch | None:
         """Up to ``size`` deliveries, or an abandoned batch first; None when there is nothing."""
@@ -96,7 +142,20 @@ class DeliveryBatches:
         with self._connection.pipeline(transaction=True) as pipe:
             pipe.delete(batch.key)
             pipe.zrem(self._batches, batch.key)
+            pipe.hdel(self._failures, batch.key)
             pipe.execute()
+
+    def fail(self, batch: Batch, error: str, max_failures: int, retry_in: float) -> tuple[str, int]:
+        """Count a failure of the batch (not an outage): ``retry`` it after ``retry_in`` seconds,
+        ``split`` it into single deliveries at ``max_failures``, or, alone, move it to the ``dead``
+        letters; returns what was done and the count."""
+        queue = self._settings.queue_name
+        event_id = batch.deliveries[0][0] if len(batch.deliveries) == 1 else ""
+        outcome, count = self._fail(
+            keys=[self._batches, self._failures, batch.key, dead_letters_key(queue), reasons_key(queue)],
+            args=[retry_in, max_failures, reason_json(error, max_failures), event_id],
+        )
+        return (outcome.decode() if isinstance(outcome, bytes) else outcome), int(count)
 
     def abandon(self, batch: Batch, retry_in: float) -> None:
         """Give the batch back: the first drain job after ``retry_in`` seconds takes it over."""
@@ -113,10 +172,12 @@ class DeliveryBatches:
 
     def wake_if_needed(self) -> bool:
         """Queue a drain job when deliveries wait and none is queued: a lost wake-up costs seconds."""
+        job_id = new_drain_job_id()
         if self._needs_drain(
-            keys=[self._deliveries, self._batches, wake_key(self._settings.queue_name)], args=[WAKE_TTL_SECONDS]
+            keys=[self._deliveries, self._batches, wake_key(self._settings.queue_name)],
+            args=[WAKE_TTL_SECONDS, Job.redis_job_namespace_prefix, job_id],
         ):
-            enqueue_drain(self._queue, self._settings)
+            enqueue_drain(self._queue, self._settings, job_id)
             return True
         return False
 

@@ -12,6 +12,12 @@ from typing import Any
 from config.wire import OPERATIONS, field, identifier, operation
 
 _MILLISECONDS_FROM = 10**11  # a Unix time above this is in milliseconds (seconds reach it in the year 5138)
+# Limits of what the database and this code can hold: the ledger's and the mirror's columns
+# (workers/models.py), a BIGINT version, and nesting that the recursive copies below can walk.
+MAX_NESTING = 100
+MAX_ENTITY_TYPE = 100
+MAX_RECORD_ID = 200
+VERSION_RANGE = range(-(2**63), 2**63)
 
 
 class InvalidEvent(ValueError):
@@ -58,7 +64,29 @@ def parse_time(value: Any) -> datetime:
         raise InvalidEvent(f"occurredAt is not a time: {value[:40]!r}") from exc
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError as exc:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        raise InvalidEvent(f"occurredAt is out of range: {value[:40]!r}") from exc
+
+
+def nesting(value: Any, limit: int = MAX_NESTING) -> int:
+    """How deep lists and objects nest in ``value``, counted without recursion; stops past ``limit``."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        if deepest > limit:
+            break
+        stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def frozen(value: Any) -> Any:
@@ -92,16 +120,24 @@ def parse_event(body: bytes, event_id: str, subscription_id: str) -> Event:
         version = int(version.strip())
     if not isinstance(entity_type, str) or not entity_type:
         raise InvalidEvent("entityType is missing")
+    if len(entity_type) > MAX_ENTITY_TYPE:
+        raise InvalidEvent(f"entityType is longer than {MAX_ENTITY_TYPE} characters")
     if op is None:
         raise InvalidEvent(f"operation is not one of {', '.join(OPERATIONS)}")
     if not record_id:
         raise InvalidEvent("record.id is missing")
+    if len(record_id) > MAX_RECORD_ID:
+        raise InvalidEvent(f"record.id is longer than {MAX_RECORD_ID} characters")
     if version is not None and (not isinstance(version, int) or isinstance(version, bool)):
         raise InvalidEvent("record.version is not an integer")
+    if version is not None and version not in VERSION_RANGE:
+        raise InvalidEvent("record.version is out of range (a signed 64-bit integer)")
     attributes = record.get("attributes") or {}
     system_ref = field(record, "systemRef")
     if not isinstance(attributes, dict) or not (system_ref is None or isinstance(system_ref, dict)):
         raise InvalidEvent("record.attributes or record.systemRef is not an object")
+    if nesting(record) > MAX_NESTING:
+        raise InvalidEvent(f"record nests deeper than {MAX_NESTING} levels")
     return Event(
         id=event_id,
         subscription_id=identifier(field(data, "subscriptionId")) or subscription_id,

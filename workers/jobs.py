@@ -7,9 +7,13 @@ import time
 from collections.abc import Sequence
 from datetime import datetime
 
+import redis
+from rq.timeouts import JobTimeoutException
+
 from config.job_contract import wake_key
 from workers import backfill_events, processing, shutdown
-from workers.runtime import current_runtime
+from workers.delivery_batches import Batch
+from workers.runtime import WorkerRuntime, current_runtime
 from workers.sync import backfill
 from workers.sync import state as sync_state
 from workers.sync.listing import EntityType
@@ -42,6 +46,15 @@ def drain_deliveries(queue_name: str) -> int:
         try:
             follow_ups = processing.process_batch(runtime, batch.deliveries, batch.claimed_at)
             processing.enqueue_follow_ups(runtime, follow_ups)
+        except Exception as exc:
+            if processing.is_outage(exc) or isinstance(exc, redis.RedisError):
+                runtime.batches.abandon(batch, retry_in=(runtime.settings.job_retry_intervals or (5,))[0])
+                raise
+            # Not an outage: counted, so that a batch that cannot succeed is split, then dead-lettered.
+            _batch_failed(runtime, batch, exc)
+            if isinstance(exc, JobTimeoutException):
+                raise
+            continue
         except BaseException:
             # Nothing is lost: a later drain job takes the batch over. Not at once: during a
             # database outage, every worker's sweep would otherwise fail on it in a loop.
@@ -57,6 +70,22 @@ def drain_deliveries(queue_name: str) -> int:
     if done:
         log.info("drained %d deliveries", done)
     return done
+
+
+def _batch_failed(runtime: WorkerRuntime, batch: Batch, exc: Exception) -> None:
+    """Count the failure and log it: with its traceback the first time, then as one line."""
+    settings = runtime.settings
+    error = f"{type(exc).__name__}: {exc}"[:2000]
+    outcome, count = runtime.batches.fail(batch, error, settings.batch_max_failures, (settings.job_retry_intervals or (5,))[0])
+    if count == 1:
+        log.error("batch %s (%d deliveries) failed; it is retried", batch.key, len(batch.deliveries), exc_info=exc)
+    else:
+        log.error("batch %s failed again (%d of %d): %s", batch.key, count, settings.batch_max_failures, error.splitlines()[0][:300])
+    if outcome == "split":
+        log.warning("batch %s failed %d times: split into single deliveries", batch.key, count)
+    elif outcome == "dead":
+        event_id = batch.deliveries[0][0] if batch.deliveries else "?"
+        log.error("event %s failed alone %d times: moved to the dead-letter list (python -m workers dead-letter show %s)", event_id, count, event_id)
 
 
 def run_handler(handler: str, event_ids: Sequence[str], mode: str = "new", claimed_at: datetime | None = None) -> dict[str, str]:

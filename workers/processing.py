@@ -55,6 +55,9 @@ def parse(deliveries: Iterable[tuple[str, str, bytes]]) -> list[Delivery]:
         except InvalidEvent as exc:
             parsed[event_id] = Delivery(event_id, subscription_id, body, None, str(exc))
             log.error("event %s is invalid: %s", event_id, exc)
+        except Exception as exc:  # untrusted input: whatever parsing it raises is this delivery's problem
+            parsed[event_id] = Delivery(event_id, subscription_id, body, None, f"cannot be parsed: {_describe(exc)}")
+            log.error("event %s is invalid: cannot be parsed: %s", event_id, type(exc).__name__)
     return list(parsed.values())
 
 
@@ -86,11 +89,13 @@ def process_batch(runtime: WorkerRuntime, raw: Iterable[tuple[str, str, bytes]],
 def _process(runtime: WorkerRuntime, deliveries: Sequence[Delivery]) -> FollowUps:
     try:
         follow_ups = _commit(runtime, deliveries)
-    except SQLAlchemyError as exc:
-        if is_outage(exc) or len(deliveries) == 1:
-            if not is_outage(exc):
-                return _commit_failure(runtime, deliveries[0], exc)
+    except Exception as exc:  # any error, not only the database's: one bad delivery never holds up the rest
+        if is_outage(exc):
             raise
+        if len(deliveries) == 1:
+            if isinstance(exc, SQLAlchemyError):
+                return _commit_failure(runtime, deliveries[0], exc)
+            return _set_aside(runtime, deliveries[0], f"cannot be applied: {_describe(exc)}")
         log.warning("a batch of %d failed (%s); committing its events one by one", len(deliveries), type(exc).__name__)
         follow_ups = FollowUps()
         for delivery in deliveries:
@@ -148,6 +153,15 @@ def _commit_failure(runtime: WorkerRuntime, delivery: Delivery, exc: SQLAlchemyE
     for registration in handlers:
         follow_ups.add(registration.name, delivery.event_id)
     return follow_ups
+
+
+def _set_aside(runtime: WorkerRuntime, delivery: Delivery, reason: str) -> FollowUps:
+    """Ledger a delivery that cannot be applied as invalid, with the reason, so that its batch goes on."""
+    log.error("event %s is invalid: %s", delivery.event_id, reason.splitlines()[0][:300])
+    unusable = Delivery(delivery.event_id, delivery.subscription_id, delivery.body, None, reason)
+    with Session(runtime.engine) as session, session.begin():
+        ledger.record(session, [unusable], {delivery.event_id: ledger.INVALID})
+    return FollowUps()
 
 
 def _describe(exc: BaseException) -> str:

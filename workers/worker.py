@@ -14,7 +14,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from aiwyn_api.client import AiwynAPIError
 from config import SettingsError
+from config.reachability import redis_place
 from workers import shutdown
+from workers.outages import wait_until_back
 from workers.recovery import requeue_stuck_runs
 from workers.runtime import WorkerRuntime
 from workers.sync.listing import SyncError
@@ -41,12 +43,63 @@ class DrainWorker(SimpleWorker):
         self._runtime = runtime
         self._next_run_sweep = 0.0
 
+    # RQ's work loop quits on any exception it does not expect, a lost Redis among them: the
+    # steps of the loop that talk to Redis wait for it instead. A job in hand when Redis went
+    # away is left: its batch's lease runs out and another drain job takes the batch over.
+    _REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError)
+
+    def _ride_out(self, error: BaseException) -> None:
+        where = f"Redis at {redis_place(self._runtime.settings.redis_url)}"
+        wait_until_back(where, self.connection.ping, error, self.log, self._REDIS_ERRORS, stop=shutdown.stopping.is_set)
+        scheduler = getattr(self, "scheduler", None)
+        if scheduler is not None and (not scheduler._process or not scheduler._process.is_alive()):
+            try:
+                scheduler.acquire_locks(auto_start=True)  # RQ would restart it only at its next maintenance
+            except redis.RedisError as exc:
+                self.log.warning("scheduler not restarted: %s", type(exc).__name__)
+
+    def execute_job(self, job: Any, queue: Any) -> None:
+        try:
+            super().execute_job(job, queue)
+        except self._REDIS_ERRORS as exc:
+            self._ride_out(exc)
+
+    def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
+        while True:
+            try:
+                return super().dequeue_job_and_maintain_ttl(timeout, max_idle_time)
+            except self._REDIS_ERRORS as exc:
+                self._ride_out(exc)
+
+    def run_maintenance_tasks(self) -> None:
+        try:
+            super().run_maintenance_tasks()
+        except self._REDIS_ERRORS as exc:
+            self._ride_out(exc)
+
+    def check_for_suspension(self, burst: bool) -> None:
+        try:
+            super().check_for_suspension(burst)
+        except self._REDIS_ERRORS as exc:
+            self._ride_out(exc)
+
+    def _pubsub_exception_handler(self, exc: Exception, pubsub: Any, pubsub_thread: Any) -> None:
+        if isinstance(exc, redis.ConnectionError):
+            time.sleep(2.0)  # the main loop says when Redis goes and comes back; this thread just retries
+            return
+        super()._pubsub_exception_handler(exc, pubsub, pubsub_thread)
+
     def request_stop(self, signum: int, frame: Any) -> None:
         shutdown.stopping.set()
         super().request_stop(signum, frame)
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
-        super().heartbeat(timeout, pipeline)
+        try:
+            super().heartbeat(timeout, pipeline)
+        except self._REDIS_ERRORS as exc:
+            if pipeline is not None:
+                raise
+            self._ride_out(exc)
         if pipeline is None:
             try:
                 self._runtime.batches.wake_if_needed()

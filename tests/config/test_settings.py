@@ -129,3 +129,29 @@ def test_the_callback_token_is_a_path_segment_and_never_echoed() -> None:
     with pytest.raises(SettingsError) as caught:
         from_env({"AIWYN_RECEIVER_CALLBACK_TOKEN": "short/secret"})
     assert "short/secret" not in str(caught.value) and "AIWYN_RECEIVER_CALLBACK_TOKEN" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "problem"),
+    [
+        pytest.param("REDIS_URL", "redis://:hunter2@127.0.0.1:63x9/0", "REDIS_URL: has a port that is not a number", id="redis-bad-port"),
+        pytest.param("DATABASE_URL", "mysql://u:hunter2@h/db", "DATABASE_URL: must start with sqlite:/// or postgresql://", id="database-other-kind"),
+        pytest.param("DATABASE_URL", "postgresql://u:hunter2@h:54x2/db", "DATABASE_URL: is not a database URL", id="database-bad-port"),
+        pytest.param("AIWYN_RECEIVER_BATCH_MAX_FAILURES", "0", "AIWYN_RECEIVER_BATCH_MAX_FAILURES: must be between 1 and 100", id="max-failures"),
+        pytest.param("AIWYN_RECEIVER_STARTUP_WAIT", "-1", "AIWYN_RECEIVER_STARTUP_WAIT: must be between 0", id="startup-wait"),
+    ],
+)
+def test_a_malformed_url_or_number_is_named_with_what_is_wrong(name: str, raw: str, problem: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        from_env({name: raw})
+    assert problem in str(caught.value) and "hunter2" not in str(caught.value)
+
+
+@pytest.mark.parametrize("scheme", ["postgres", "postgresql", "postgresql+psycopg2", "postgresql+psycopg"])
+def test_postgres_urls_are_accepted_and_use_the_driver_we_ship(scheme: str) -> None:
+    assert from_env({"DATABASE_URL": f"{scheme}://u:p@db.example:5432/aiwyn"}).database_url == "postgresql+psycopg://u:p@db.example:5432/aiwyn"
+
+
+def test_outage_settings_have_defaults() -> None:
+    settings = from_env({})
+    assert (settings.batch_max_failures, settings.startup_wait) == (5, 0)

@@ -118,7 +118,13 @@ def base_env() -> dict[str, str]:
 
 
 def start_stack(
-    directory: Path, database_url: str, *, retry_schedule: str = "0.2,0.5,1,2,3,5,8", prepare: Callable[[Stack], None] | None = None, **extra: str
+    directory: Path,
+    database_url: str,
+    *,
+    retry_schedule: str = "0.2,0.5,1,2,3,5,8",
+    durable_redis: bool = False,
+    prepare: Callable[[Stack], None] | None = None,
+    **extra: str,
 ) -> Stack:
     """Start everything the Procfile and the run command start, each as its own process.
 
@@ -145,7 +151,7 @@ def start_stack(
     } | extra
     stack = Stack(directory, database_url, env)
     try:
-        stack.processes["redis"], env["REDIS_URL"] = start_redis(directory / "redis")
+        stack.processes["redis"], env["REDIS_URL"] = start_redis(directory / "redis", durable=durable_redis)
         stack.processes["emulator"], stack.emulator_url = start_emulator(env, directory / "emulator.log")
         env["AIWYN_BASE_URL"] = stack.emulator_url
         if prepare is not None:

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import redis
 import sqlalchemy
-from rq.job import JobStatus
+from rq.job import Job, JobStatus
 from sqlalchemy.orm import Session
 
 from config import Settings
@@ -100,3 +100,26 @@ def test_handler_jobs_have_their_own_queue_and_a_worker_drains_first(make_runtim
     assert mirrored(engine) == {"rec_1": "evt_1", "rec_2": "evt_2"} and calls == []  # the drain job went first
     both.work(burst=True)
     assert calls == ["evt_1", "evt_2"]
+
+
+def test_a_drain_job_taken_by_a_worker_that_died_does_not_hold_up_the_next_delivery(
+    make_runtime: MakeRuntime, settings: Settings, redis_client: redis.Redis, engine: sqlalchemy.Engine
+) -> None:
+    runtime = make_runtime()
+    deliveries = DeliveryQueue(settings, redis_client)
+    deliveries.enqueue("evt_1", "sub_1", event_body("evt_1", record_id="rec_1"))
+    [job] = runtime.queue.jobs
+    assert redis_client.get(wake_key(settings.queue_name)).decode() == job.id  # the flag names its job
+    # A worker dequeues the job and is SIGKILLed before the job starts draining: the flag stays.
+    def die_after_dequeue(job: Job) -> None:
+        redis_client.lrem(runtime.queue.key, 0, job.id)
+        job.set_status(JobStatus.STARTED)
+
+    die_after_dequeue(job)
+    deliveries.enqueue("evt_2", "sub_1", event_body("evt_2", record_id="rec_2"))
+    [second] = runtime.queue.jobs  # the next delivery queues a drain job at once, not after the flag's TTL
+    die_after_dequeue(second)
+    assert runtime.batches.wake_if_needed()  # and so does an idle worker's sweep
+    assert not runtime.batches.wake_if_needed()  # but only one while that one is queued
+    DrainWorker([runtime.queue], connection=redis_client, runtime=runtime).work(burst=True)
+    assert mirrored(engine) == {"rec_1": "evt_1", "rec_2": "evt_2"}

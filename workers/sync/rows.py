@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from workers.events import InvalidEvent, parse_time
+from workers.events import MAX_NESTING, InvalidEvent, nesting, parse_time
 from workers.mirror import db_time
 
 SOURCE_BACKFILL = "backfill"
@@ -44,6 +44,8 @@ def listed_row(entity_type: str, record: dict[str, Any], dialect: str, now: date
     system_ref = record.get("systemRef")
     if not isinstance(attributes, dict) or not (system_ref is None or isinstance(system_ref, dict)):
         raise InvalidEvent("attributes or systemRef is not an object")
+    if nesting(record) > MAX_NESTING:
+        raise InvalidEvent(f"the record nests deeper than {MAX_NESTING} levels")
     return {
         "entity_type": entity_type,
         "record_id": record_id,
