@@ -165,7 +165,7 @@ class AiwynClient:
         renewed = False
         attempt = 0
         while True:
-            response = self._send(method, path, attempt, patient=patient, headers={"Authorization": f"Bearer {self._access_token()}"}, **kwargs)
+            response = self._send(method, path, attempt, patient=patient, headers={"Authorization": f"Bearer {self._access_token(patient)}"}, **kwargs)
             if response is _WAITED:
                 continue  # a 429 waited out: it is the API's pace, not a failure
             if response is None:
@@ -209,7 +209,8 @@ class AiwynClient:
         log.warning("aiwyn api %s %s: %s, retrying in %.1fs", method, path, why, delay)
         self._sleep(delay)
 
-    def _access_token(self) -> str:
+    def _access_token(self, patient: bool = False) -> str:
+        """The current token, fetched or renewed when due; a patient call's fetch waits out 429s too."""
         with self._lock:
             if self._token and time.monotonic() < self._token_expires - _RENEW_MARGIN:
                 return self._token
@@ -224,8 +225,8 @@ class AiwynClient:
                 form = {"grant_type": "api_key", "api_key": settings.aiwyn_api_key or ""}
             attempt = 0
             token_path = self.wire.token_path
-            while (response := self._send("POST", token_path, attempt, data=form)) is None:
-                attempt += 1
+            while (response := self._send("POST", token_path, attempt, patient=patient, data=form)) is None or response is _WAITED:
+                attempt += response is None
             if response.status_code != 200:
                 try:
                     error = response.json().get("error", "invalid_client")

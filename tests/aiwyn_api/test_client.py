@@ -202,3 +202,24 @@ def test_the_api_paths_follow_the_settings(settings: Settings) -> None:
     client = AiwynClient(replace(settings, api_prefix="/v2", token_path="/oauth/token"), transport=httpx.MockTransport(handler))
     client.list_subscriptions()
     assert seen == ["/oauth/token", "/v2/event-subscriptions"]
+
+
+def test_a_listing_waits_out_every_429_token_fetch_included_without_counting_them_as_failures(settings: Settings) -> None:
+    answers = iter([failure(429, "RATE_LIMITED", {"Retry-After": "2"})] * 5)
+
+    def api(request: httpx.Request) -> httpx.Response:
+        return next(answers, envelope({"records": [], "nextCursor": None}))
+
+    token_answers = iter([httpx.Response(429, headers={"Retry-After": "1"})] * 5)
+
+    def aiwyn(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/v1/auth/token":
+            return next(token_answers, httpx.Response(200, json={"access_token": "t", "token_type": "Bearer", "expires_in": 3600}))
+        return api(request)
+
+    slept: list[float] = []
+    client = AiwynClient(replace(settings, http_retries=0), transport=httpx.MockTransport(aiwyn), sleep=slept.append)
+    assert client.list_records("/api/v1/records/client", {"limit": "10"}) == {"records": [], "nextCursor": None}
+    assert slept == [1.0] * 5 + [2.0] * 5  # Retry-After honoured each time; no retry budget spent
+    with pytest.raises(AiwynUnavailable):  # a call that is not patient still gives up
+        AiwynClient(replace(settings, http_retries=0), transport=httpx.MockTransport(lambda r: failure(429, "RATE_LIMITED")), sleep=slept.append).catalog()
