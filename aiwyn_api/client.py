@@ -145,6 +145,11 @@ class AiwynClient:
         path = self.wire.record_types_path
         return _objects(self._call("GET", path), "entityTypes", {"name": str}, "GET", path)
 
+    def record_schema(self, entity_type: str) -> list[dict[str, Any]]:
+        """``/records/schema/{type}``: the type's fields (``name``, ``type``, ...), for the typed views."""
+        path = f"{self.wire.api_prefix}/records/schema/{entity_type}"
+        return _objects(self._call("GET", path), "fields", {"name": str, "type": str}, "GET", path)
+
     def list_records(self, records_url: str, params: dict[str, str]) -> Any:
         """One page of a type's listing (contract §5b, assumed): the raw ``data``, checked by the caller."""
         return self._call("GET", self._same_origin(records_url), params=params, patient=True)

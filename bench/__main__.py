@@ -8,6 +8,8 @@
 4. burst: N events posted by wrk as fast as it can; time until all are mirrored.
 5. backfill: ``python -m workers backfill`` of N records from the emulator's listing into an
    empty mirror, the whole command timed (start-up included).
+6. views: a query through the typed view ``aiwyn_client`` over N mirrored clients, with an
+   equality filter on a text field and on an integer field.
 Each figure is the median of ``--runs`` runs. Load, service and databases share this machine.
 """
 
@@ -37,7 +39,7 @@ from bench.load import event, run_wrk, write_requests
 from config.job_contract import deliveries_key, pack_delivery, seen_key
 from devstack.services import ROOT, Process, free_port, local_secrets_key, run_release, start_emulator, start_redis, start_web
 from workers.database import make_engine
-from workers.models import metadata
+from workers.models import MirroredRecord, metadata
 
 QUEUE = "aiwyn-events"
 
@@ -259,6 +261,36 @@ def bench_burst(stack: Stack, work: Path, count: int, workers: int, runs: int) -
     return {"seconds_to_mirror_all": statistics.median(mirrored), "seconds_to_acknowledge_all": statistics.median(acknowledged), "events": accepted}
 
 
+def bench_view_query(stack: Stack, count: int, runs: int) -> dict[str, float]:
+    stack.reset()
+    now = datetime.now(UTC)
+    rows = [
+        {"entity_type": "client", "record_id": f"rec_{n:08d}", "system_ref": {"system": "bench", "id": str(n)}, "active": n % 10 != 0, "version": 1,
+         "attributes": {"name": f"Client {n}", "clientNumber": f"C-{n}", "employeeCount": n % 500, "office": f"office-{n % 20}"},
+         "occurred_at": now, "event_id": None, "updated_at": now, "source": "backfill"}
+        for n in range(count)
+    ]  # fmt: skip
+    with stack.engine.begin() as connection:
+        for start in range(0, count, 5000):
+            connection.execute(MirroredRecord.__table__.insert(), rows[start : start + 5000])
+        if stack.engine.dialect.name == "postgresql":
+            connection.exec_driver_sql("ANALYZE aiwyn_records")
+    made = subprocess.run([sys.executable, "-m", "workers", "views"], env=stack.env, capture_output=True, text=True, timeout=120)
+    if made.returncode != 0:
+        raise RuntimeError(f"views: exit {made.returncode}: {made.stderr[-2000:]}")
+    figures = {}
+    for name, sql in (("text_equality_ms", "SELECT count(*) FROM aiwyn_client WHERE client_number = 'C-4242'"),
+                      ("integer_equality_ms", "SELECT count(*) FROM aiwyn_client WHERE employee_count = 120")):  # fmt: skip
+        timings = []
+        with stack.engine.connect() as connection:
+            for _ in range(max(runs, 1) * 10):
+                started = time.perf_counter()
+                connection.exec_driver_sql(sql).scalar_one()
+                timings.append((time.perf_counter() - started) * 1000)
+        figures[name] = statistics.median(timings)
+    return {"records": count, **figures}
+
+
 def bench_backfill(stack: Stack, count: int, runs: int) -> dict[str, float]:
     # Seeded with no subscription to deliver to: only the backfill's reading and writing is measured.
     stack.api.delete(f"/api/v1/event-subscriptions/{stack.subscription_id}").raise_for_status()
@@ -315,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     smoke = args.smoke
     runs = 1 if smoke else args.runs
-    events, burst, backfilled = (3000, 500, 2000) if smoke else (20_000, 10_000, 50_000)
+    events, burst, backfilled, viewed = (3000, 500, 2000, 2000) if smoke else (20_000, 10_000, 50_000, 100_000)
     results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "at": datetime.now(UTC).isoformat(timespec="seconds")}, "smoke": smoke, "runs": runs}
     with tempfile.TemporaryDirectory(prefix="aiwyn-bench-") as tmp:
         work = Path(tmp)
@@ -332,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
                     for workers in (1, 2):
                         record(results, f"workers_{kind}_{workers}", bench_workers(stack, events, workers, runs))
                     record(results, f"burst_{kind}", bench_burst(stack, work, burst, 2, runs))
+                    record(results, f"views_{kind}", bench_view_query(stack, viewed, runs))
                     record(results, f"backfill_{kind}", bench_backfill(stack, backfilled, runs))  # last: it deactivates the subscription
                 finally:
                     stack.stop()
@@ -368,6 +401,9 @@ def table(results: dict[str, Any]) -> str:
     for key, value in results.items():
         if key.startswith("backfill_"):
             rows.append((f"backfill of {value['records']:,} records, {key[9:]} (the whole command)", f"{value['records_per_second']:,.0f} records/s", f"{value['seconds']:.1f} s"))
+    for key, value in results.items():
+        if key.startswith("views_"):
+            rows.append((f"query through a typed view, {value['records']:,} clients, {key[6:]}", f"{value['text_equality_ms']:.1f} ms (text =)", f"{value['integer_equality_ms']:.1f} ms (integer =)"))
     width = max(len(r[0]) for r in rows)
     lines = [f"{'measure':{width}}  figure", "-" * (width + 40)]
     lines += [f"{name:{width}}  {figure}  {extra}".rstrip() for name, figure, extra in rows]

@@ -78,6 +78,7 @@ class Settings:
     backfill_on_start: bool = True
     backfill_runs_handlers: bool = False
     reconcile_interval: int = 86400
+    schema_check_interval: int = 3600
     # The wire (config/wire.py): what Aiwyn's deliveries and API look like where the contract only assumes.
     wire_profile: str = "standard"
     header_id: str | None = None
@@ -326,6 +327,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     PREFIX + "BACKFILL_ON_START": ("backfill_on_start", _flag),
     PREFIX + "BACKFILL_RUNS_HANDLERS": ("backfill_runs_handlers", _flag),
     PREFIX + "RECONCILE_INTERVAL": ("reconcile_interval", _int(0)),
+    PREFIX + "SCHEMA_CHECK_INTERVAL": ("schema_check_interval", _int(0)),
     PREFIX + "WIRE_PROFILE": ("wire_profile", _profile),
     PREFIX + "HEADER_ID": ("header_id", _header),
     PREFIX + "HEADER_TIMESTAMP": ("header_timestamp", _header),

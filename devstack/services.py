@@ -125,8 +125,9 @@ def start_emulator(env: Mapping[str, str], log_path: Path, port: int | None = No
 
 
 def run_release(env: Mapping[str, str], log_path: Path) -> None:
-    """The Procfile's ``release``: migrations, then subscription registration."""
-    for argv in ([sys.executable, "-m", "workers", "migrate"], [sys.executable, "-m", "receiver", "register"]):
+    """The Procfile's ``release``: migrations, the typed views, then subscription registration."""
+    steps = ([sys.executable, "-m", "workers", "migrate"], [sys.executable, "-m", "workers", "views"], [sys.executable, "-m", "receiver", "register"])
+    for argv in steps:
         process = Process("release", argv, env, log_path)
         code = process.popen.wait(120)
         process.stop()

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Index, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Named constraints keep Alembic migrations identical on SQLite and PostgreSQL.
@@ -26,13 +27,14 @@ class MirroredRecord(Base):
     """The newest known state of one Aiwyn record; DELETE keeps the row with ``active`` false."""
 
     __tablename__ = "aiwyn_records"
-    __table_args__ = (UniqueConstraint("entity_type", "record_id"),)
+    __table_args__ = (UniqueConstraint("entity_type", "record_id"), Index("ix_aiwyn_records_entity_type_active", "entity_type", "active"))
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
     entity_type: Mapped[str] = mapped_column(String(100))
     record_id: Mapped[str] = mapped_column(String(200))
-    system_ref: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    attributes: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    system_ref: Mapped[dict[str, Any] | None] = mapped_column(JSON().with_variant(JSONB(), "postgresql"))
+    # JSONB on PostgreSQL: the typed views and their filters read fields without re-parsing text.
+    attributes: Mapped[dict[str, Any] | None] = mapped_column(JSON().with_variant(JSONB(), "postgresql"))
     active: Mapped[bool] = mapped_column(Boolean)
     version: Mapped[int | None] = mapped_column(BigInteger)
     occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
@@ -61,6 +63,17 @@ class SyncState(Base):
     lease_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     reconcile_completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     reconcile_summary: Mapped[str | None] = mapped_column(String(200))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ViewDefinition(Base):
+    """The columns of a typed view as last made (``workers.sync.views``): what a schema change is compared with."""
+
+    __tablename__ = "aiwyn_views"
+
+    view_name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    entity_type: Mapped[str] = mapped_column(String(100))
+    columns: Mapped[str] = mapped_column(Text)  # JSON: [[column, field, kind], ...]
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 

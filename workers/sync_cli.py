@@ -14,6 +14,7 @@ from workers.registry import default_registry
 from workers.runtime import WorkerRuntime, start_runtime
 from workers.sync import backfill as sync_backfill
 from workers.sync import state as sync_state
+from workers.sync import views
 from workers.sync.listing import EntityType, SyncError
 from workers.sync.progress import ProgressLine
 from workers.sync.reconcile import EXAMPLES, reconcile_type
@@ -132,4 +133,19 @@ def sync_status() -> None:
         click.echo(f"{name:24} {status:44} {reconciled}")
 
 
-SYNC_COMMANDS = (backfill, reconcile_command, sync_status)
+@click.command("views")
+@click.option("--dry-run", is_flag=True, help="Say what would change, change nothing.")
+def views_command(dry_run: bool) -> None:
+    """Create or replace the typed views (aiwyn_<type>) from Aiwyn's schema of every subscribed type."""
+    settings = settings_or_exit()
+    runtime = runtime_or_exit(settings, default_registry())
+    types = _sync_types(runtime, ())
+    try:
+        changes = views.refresh(runtime.engine, runtime.listing, types, dry_run)
+    except (SyncError, AiwynAPIError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    for change in changes:
+        click.echo(change.line() + (" (dry run)" if dry_run and change.action != "unchanged" else ""))
+
+
+SYNC_COMMANDS = (backfill, reconcile_command, sync_status, views_command)

@@ -134,7 +134,8 @@ def start_sync_ticker(runtime: WorkerRuntime) -> threading.Thread:
                 if failing:
                     log.info("sync: working again")
                 failing = False
-            shutdown.stopping.wait(SYNC_RETRY_INTERVAL if failing else SYNC_TICK_INTERVAL)
+            interval = min(SYNC_TICK_INTERVAL, runtime.settings.schema_check_interval or SYNC_TICK_INTERVAL)
+            shutdown.stopping.wait(SYNC_RETRY_INTERVAL if failing else interval)
 
     thread = threading.Thread(target=loop, name="sync-ticker", daemon=True)
     thread.start()

@@ -23,6 +23,6 @@ def test_the_benchmark_smoke_run_reports_every_figure(tmp_path: Path) -> None:
     figures = [results["ingest"]["bare"]["rps"], results["ingest"]["ingest"]["rps"], results["ingest"]["ratio"],
                results["latency"]["p50_ms"], results["latency"]["p99_ms"], results["workers_sqlite_1"]["events_per_second"],
                results["workers_sqlite_2"]["events_per_second"], results["burst_sqlite"]["seconds_to_mirror_all"],
-               results["backfill_sqlite"]["records_per_second"]]  # fmt: skip
+               results["backfill_sqlite"]["records_per_second"], results["views_sqlite"]["text_equality_ms"]]  # fmt: skip
     assert all(isinstance(f, float | int) and f > 0 for f in figures), figures
     assert "ingest / bare" in run.stdout

@@ -58,6 +58,13 @@ class RecordsListing:
         names = list(urls) if "*" in wanted else [name for name in wanted if name in urls]
         return [EntityType(name, urls[name]) for name in names]
 
+    def schema(self, entity_type: str) -> list[dict[str, Any]]:
+        """The type's fields from ``/records/schema/{type}`` (published in §5)."""
+        try:
+            return self._client.record_schema(entity_type)
+        except AiwynAPIError as exc:
+            raise SyncError(f"cannot read the schema of {entity_type}: {exc}") from exc
+
     def page(self, entity_type: EntityType, cursor: str | None, limit: int, since: datetime | None = None) -> Page:
         """One page of the type's records, inactive ones included, after ``cursor``."""
         params = {"limit": str(min(limit, MAX_PAGE_SIZE)), "includeInactive": "true"}
