@@ -80,7 +80,7 @@ def test_sigterm_mid_stream_loses_no_acknowledged_event(stack: Stack) -> None:
     acknowledged = {a["eventId"] for a in stack.deliveries() if 200 <= (a["status"] or 0) < 300}
     assert acknowledged == {e["id"] for e in events}
     acknowledged.add(graceful_event)
-    wait_for(lambda: {e.event_id for e in stack.ledger() if e.status == "processed"} == acknowledged, timeout=30, what="exactly the acknowledged events mirrored")
+    wait_for(lambda: {e.event_id for e in stack.ledger() if e.status == "processed"} == acknowledged, timeout=60, what="exactly the acknowledged events mirrored")
     assert sorted(stack.mirror(e["recordId"]).attributes["ref"] for e in events) == sorted(refs)
     assert stack.mirror("rec_graceful").attributes == {"ref": "graceful"}
     assert any(a["status"] != 202 for a in stack.deliveries()), "the stop should have refused or dropped some attempts"

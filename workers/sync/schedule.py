@@ -83,14 +83,15 @@ class SyncScheduler:
                     log.info("backfill of %s: %s", entity_type.name, "resumed" if started.done else "started")
         if self._settings.reconcile_interval > 0:
             self._schedule_reconcile([known.get(t.name) for t in types])
-        self._check_views(types)
+        self._check_views()
 
-    def _check_views(self, types: list[EntityType]) -> None:
+    def _check_views(self) -> None:
         """Every ``AIWYN_RECEIVER_SCHEMA_CHECK_INTERVAL``, one worker of all re-reads the schemas and
         replaces the views whose fields changed (``workers.sync.views`` logs what changed)."""
         interval = self._settings.schema_check_interval
         if interval > 0 and self._redis.set(f"aiwyn:{self._settings.queue_name}:views:checked", "1", nx=True, ex=interval):
-            views.refresh(self._engine, self._listing(), types)
+            self._types_until = 0.0  # a custom type made since the last look gets its view now, not in TYPES_TTL
+            views.refresh(self._engine, self._listing(), self.types())
 
     def enqueue_page(self, entity_type: EntityType, token: str) -> None:
         self._queue.enqueue_call(
