@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import pytest
 import redis
 import sqlalchemy
 from sqlalchemy.orm import Session
 
+import emulator
 from config import Settings
 from workers import processing
 from workers.models import HandlerRun, LedgerEntry
@@ -57,3 +59,25 @@ def statuses(engine: sqlalchemy.Engine, handler: str) -> dict[str, str]:
         rows = session.execute(sqlalchemy.select(HandlerRun.event_id, HandlerRun.status).where(HandlerRun.handler == handler))
         return dict(rows.all())
 
+
+AIWYN_CLIENT = ("worker-tests-client", "worker-tests-secret")
+
+
+@pytest.fixture(scope="module")
+def aiwyn() -> Iterator[str]:
+    """A real emulator for the tests that read Aiwyn's API (sync, views); no deliveries are retried."""
+    server = emulator.EmulatorServer(emulator.Settings(port=0, client_id=AIWYN_CLIENT[0], client_secret=AIWYN_CLIENT[1], retry_schedule=()))
+    url = server.start()
+    yield url
+    server.stop()
+
+
+@pytest.fixture
+def api(aiwyn: str) -> Iterator[httpx.Client]:
+    """An authenticated client of a freshly reset emulator."""
+    httpx.post(f"{aiwyn}/_emulator/reset", timeout=5).raise_for_status()
+    client = httpx.Client(base_url=aiwyn, timeout=10)
+    token = client.post("/api/v1/auth/token", data={"grant_type": "client_credentials", "client_id": AIWYN_CLIENT[0], "client_secret": AIWYN_CLIENT[1]})
+    client.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
+    yield client
+    client.close()

@@ -15,11 +15,10 @@ import sqlalchemy
 from click.testing import CliRunner
 from sqlalchemy.orm import Session
 
-import emulator
 from aiwyn_api.client import AiwynAPIError, AiwynClient
 from config import Settings
 from tests.events import event_body
-from tests.workers.conftest import MakeRuntime, deliver
+from tests.workers.conftest import AIWYN_CLIENT, MakeRuntime, deliver
 from workers import backfill_events, processing
 from workers.cli import cli
 from workers.models import LedgerEntry, MirroredRecord, SyncState
@@ -28,25 +27,9 @@ from workers.sync import backfill, state
 from workers.sync.listing import EntityType, ListingUnavailable, RecordsListing
 from workers.sync.reconcile import reconcile_type
 
-CLIENT = ("sync-client", "sync-secret")
+CLIENT = AIWYN_CLIENT
 
 
-@pytest.fixture(scope="module")
-def aiwyn() -> Iterator[str]:
-    server = emulator.EmulatorServer(emulator.Settings(port=0, client_id=CLIENT[0], client_secret=CLIENT[1], retry_schedule=()))
-    url = server.start()
-    yield url
-    server.stop()
-
-
-@pytest.fixture
-def api(aiwyn: str) -> Iterator[httpx.Client]:
-    httpx.post(f"{aiwyn}/_emulator/reset", timeout=5).raise_for_status()
-    client = httpx.Client(base_url=aiwyn, timeout=10)
-    token = client.post("/api/v1/auth/token", data={"grant_type": "client_credentials", "client_id": CLIENT[0], "client_secret": CLIENT[1]})
-    client.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
-    yield client
-    client.close()
 
 
 @pytest.fixture

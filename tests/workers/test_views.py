@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -14,14 +13,13 @@ import pytest
 import sqlalchemy
 from sqlalchemy.orm import Session
 
-import emulator
 from config import Settings
-from tests.workers.conftest import MakeRuntime
+from tests.workers.conftest import AIWYN_CLIENT, MakeRuntime
 from workers.models import MirroredRecord
 from workers.sync import views
 from workers.sync.view_columns import snake
 
-CLIENT = ("views-client", "views-secret")
+CLIENT = AIWYN_CLIENT
 STANDARD = ["client", "contact", "clientBusinessEntity", "contactClient", "contactInfo", "department", "industry", "jobTemplate", "office", "serviceLine", "staff"]
 LETTER_FIELDS = [
     {"name": "title", "type": "string", "required": True},
@@ -31,23 +29,11 @@ LETTER_FIELDS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def aiwyn() -> Iterator[str]:
-    server = emulator.EmulatorServer(emulator.Settings(port=0, client_id=CLIENT[0], client_secret=CLIENT[1], retry_schedule=()))
-    url = server.start()
-    yield url
-    server.stop()
-
-
 @pytest.fixture
-def api(aiwyn: str) -> Iterator[httpx.Client]:
-    httpx.post(f"{aiwyn}/_emulator/reset", timeout=5).raise_for_status()
-    client = httpx.Client(base_url=aiwyn, timeout=10)
-    token = client.post("/api/v1/auth/token", data={"grant_type": "client_credentials", "client_id": CLIENT[0], "client_secret": CLIENT[1]})
-    client.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
-    assert client.post("/api/v1/records/custom", json={"name": "engagementLetter", "fields": LETTER_FIELDS}).status_code == 201
-    yield client
-    client.close()
+def api(api: httpx.Client) -> httpx.Client:
+    """The emulator with a custom type besides the standard ones."""
+    assert api.post("/api/v1/records/custom", json={"name": "engagementLetter", "fields": LETTER_FIELDS}).status_code == 201
+    return api
 
 
 @pytest.fixture
