@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import os
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -53,10 +54,14 @@ def test_unknown_schemes_and_junk_are_ignored_when_a_v1_signature_verifies() -> 
     verify(headers, BODY, [SECRET])
 
 
-def _signed(**changes: str) -> dict[str, str]:
-    headers = reference_headers(SECRET)
-    headers.update(changes)
-    return {k: v for k, v in headers.items() if v != "<drop>"}
+def _signed(**changes: str) -> Callable[[], dict[str, str]]:
+    """Headers signed when the test runs, not when the table is collected: a long run must not make them stale."""
+
+    def headers() -> dict[str, str]:
+        signed = reference_headers(SECRET) | changes
+        return {k: v for k, v in signed.items() if v != "<drop>"}
+
+    return headers
 
 
 @pytest.mark.parametrize(
@@ -80,9 +85,9 @@ def _signed(**changes: str) -> dict[str, str]:
         pytest.param(_signed(), BODY, ["whsec_***"], "a signing secret is not valid base64", id="broken-secret"),
     ],
 )
-def test_refusals_name_their_reason(headers: dict[str, str], body: bytes, secrets: list[str], reason: str) -> None:
+def test_refusals_name_their_reason(headers: Callable[[], dict[str, str]], body: bytes, secrets: list[str], reason: str) -> None:
     with pytest.raises(VerificationError) as caught:
-        verify(headers, body, secrets)
+        verify(headers(), body, secrets)
     assert caught.value.reason == reason
 
 
