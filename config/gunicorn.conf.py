@@ -18,7 +18,7 @@ try:
 except SettingsError as _exc:
     print(f"web: {_exc}", file=sys.stderr)
     sys.exit(2)
-configure_logging(_settings.log_level)
+configure_logging(_settings.log_level, _settings.log_format)
 
 bind = f"{_settings.bind_host}:{_settings.port}"
 worker_class = "gthread"

@@ -64,6 +64,21 @@ def deliveries_key(queue: str) -> str:
     return f"aiwyn:{queue}:deliveries"
 
 
+def batches_key(queue: str) -> str:
+    """Sorted set: the keys of claimed batches (lists of deliveries), scored by their lease's end."""
+    return f"aiwyn:{queue}:batches"
+
+
+def dead_letters_key(queue: str) -> str:
+    """Hash: event id -> the delivery as packed by ``pack_delivery``, set aside after failing alone."""
+    return f"aiwyn:{queue}:dead-letters"
+
+
+def dead_letter_reasons_key(queue: str) -> str:
+    """Hash: event id -> JSON ``{"error", "failures", "at"}`` of a dead letter."""
+    return f"aiwyn:{queue}:dead-letter-reasons"
+
+
 def wake_key(queue: str) -> str:
     """Set while a drain job is queued and has not started; its value is the job's id."""
     return f"aiwyn:{queue}:wake"

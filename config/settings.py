@@ -56,6 +56,8 @@ class Settings:
     http_retries: int = 3
     subscriptions_file: Path = DEFAULT_SUBSCRIPTIONS_FILE
     log_level: str = "INFO"
+    log_format: str = "text"  # or "json": one JSON object per line, for log pipelines
+    metrics_token: str | None = field(default=None, repr=False)  # /metrics and /status then want it as a bearer token
     secrets_key: tuple[str, ...] = field(default=(), repr=False)
     # Deployment: the public address and what stands in front of us.
     allow_http: bool = False
@@ -251,6 +253,12 @@ def _log_level(raw: str) -> str:
     return level
 
 
+def _log_format(raw: str) -> str:
+    if raw.lower() not in {"text", "json"}:
+        raise ValueError("must be text or json")
+    return raw.lower()
+
+
 def _existing_file(raw: str) -> Path:
     path = Path(raw)
     if not path.is_file():
@@ -309,6 +317,8 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     PREFIX + "HTTP_RETRIES": ("http_retries", _int(0, 10)),
     PREFIX + "SUBSCRIPTIONS_FILE": ("subscriptions_file", _existing_file),
     PREFIX + "LOG_LEVEL": ("log_level", _log_level),
+    PREFIX + "LOG_FORMAT": ("log_format", _log_format),
+    PREFIX + "METRICS_TOKEN": ("metrics_token", _token),
     PREFIX + "SECRETS_KEY": ("secrets_key", _fernet_keys),
     PREFIX + "ALLOW_HTTP": ("allow_http", _flag),
     PREFIX + "CALLBACK_TOKEN": ("callback_token", _token),
@@ -338,7 +348,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     PREFIX + "SUBSCRIPTIONS_PATH": ("subscriptions_path", _path),
 }
 _EMPTY_MEANS_SOMETHING = {PREFIX + "HEADER_SUBSCRIPTION"}  # set but empty: not the default
-_SECRET_NAMES = {"AIWYN_CLIENT_SECRET", "AIWYN_API_KEY", "DATABASE_URL", "REDIS_URL", PREFIX + "SECRETS_KEY", PREFIX + "CALLBACK_TOKEN"}
+_SECRET_NAMES = {"AIWYN_CLIENT_SECRET", "AIWYN_API_KEY", "DATABASE_URL", "REDIS_URL", PREFIX + "SECRETS_KEY", PREFIX + "CALLBACK_TOKEN", PREFIX + "METRICS_TOKEN"}
 
 
 def default_web_workers() -> int:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 import redis
 import sqlalchemy
 from flask import Flask
+from prometheus_client import CollectorRegistry
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from aiwyn_api.client import AiwynClient
@@ -15,7 +16,9 @@ from config import Settings, load_settings
 from config.logs import configure_logging
 from config.wire import DEFAULT_WIRE, Wire, wire_for
 from receiver.delivery_queue import DeliveryQueue
+from receiver.metrics import registry_for
 from receiver.redis_durability import durability_warnings
+from receiver.request_counts import RequestCounts
 from receiver.secret_store import SecretStore
 
 log = logging.getLogger(__name__)
@@ -30,6 +33,8 @@ class Runtime:
     secrets: SecretStore
     queue: DeliveryQueue
     database: sqlalchemy.Engine
+    counts: RequestCounts
+    metrics: CollectorRegistry
     wire: Wire = DEFAULT_WIRE
 
 
@@ -41,7 +46,7 @@ def connect_redis(settings: Settings) -> redis.Redis:
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the web app; tests pass their own settings, gunicorn lets them come from the environment."""
     settings = settings or load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     settings.require_api()
     app = Flask(__name__)
     # Werkzeug refuses a larger body with 413 while reading it, chunked or not.
@@ -57,7 +62,9 @@ def create_app(settings: Settings | None = None) -> Flask:
             lambda: AiwynClient(replace(settings, http_retries=0, http_timeout=min(settings.http_timeout, 3.0))),
         ),
         queue=DeliveryQueue(settings, connection),
-        database=sqlalchemy.create_engine(settings.database_url, pool_pre_ping=True),
+        database=(database := sqlalchemy.create_engine(settings.database_url, pool_pre_ping=True)),
+        counts=RequestCounts(connection, settings.queue_name),
+        metrics=registry_for(settings, connection, database),
         wire=wire_for(settings),
     )
     app.extensions["aiwyn"] = runtime
@@ -69,6 +76,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         log.warning("secrets not loaded at start, Redis unreachable: %s", type(exc).__name__)
 
     from receiver.health import health
+    from receiver.metrics import observe
+    from receiver.status import status
     from receiver.webhook import webhooks
 
     if settings.trusted_proxy_hops:
@@ -78,4 +87,6 @@ def create_app(settings: Settings | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
     app.register_blueprint(webhooks)
     app.register_blueprint(health)
+    app.register_blueprint(observe)
+    app.register_blueprint(status)
     return app

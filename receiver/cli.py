@@ -34,7 +34,7 @@ def cli() -> None:
 
 def _connect() -> tuple[Settings, AiwynClient]:
     settings = load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     settings.require_api()
     settings.require_public_url()
     return settings, AiwynClient(settings)
@@ -92,7 +92,7 @@ def probe(as_json: bool) -> None:
     """Check each assumption about Aiwyn's API against the live API, reading only; exit 1 if any differs."""
     try:
         settings = load_settings()
-        configure_logging(settings.log_level)
+        configure_logging(settings.log_level, settings.log_format)
         settings.require_api()
         checks = probing.probe(AiwynClient(settings), settings)
     except SettingsError as exc:

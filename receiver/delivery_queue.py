@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import time
 
 import redis
 from rq import Queue
@@ -26,15 +27,37 @@ from config.job_contract import (
     seen_key,
     wake_key,
 )
+from config.metrics_contract import (
+    REQUEST_BUCKETS,
+    arrivals_key,
+    bucket_field,
+    field,
+    last_event_key,
+    micros,
+    request_duration_key,
+    requests_key,
+)
 
 log = logging.getLogger(__name__)
 
-# KEYS: seen, deliveries, wake. ARGV: dedupe ttl, packed delivery, wake ttl, RQ job key prefix, new job id.
+# KEYS: seen, deliveries, wake, requests, request duration, last event, arrivals.
+# ARGV: dedupe ttl, packed delivery, wake ttl, RQ job key prefix, new job id,
+#       request field if fresh, if duplicate, duration bucket field, duration in µs, subscription.
 # A duplicate still wakes a drain job if deliveries are waiting: a wake-up lost earlier
 # (a crash between this script and the enqueue) is made good by the next delivery.
+# The counts behind /metrics (config.metrics_contract) are kept here, in the same round trip.
 _PUSH = WAKE_IS_LIVE_LUA + """
 local fresh = redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1])
-if fresh then redis.call('RPUSH', KEYS[2], ARGV[2]) end
+local t = redis.call('TIME')
+local now = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
+if fresh then
+  redis.call('RPUSH', KEYS[2], ARGV[2])
+  redis.call('RPUSH', KEYS[7], now)
+end
+redis.call('HINCRBY', KEYS[4], fresh and ARGV[6] or ARGV[7], 1)
+redis.call('HINCRBY', KEYS[5], ARGV[8], 1)
+redis.call('HINCRBY', KEYS[5], 'sum_us', ARGV[9])
+redis.call('HSET', KEYS[6], ARGV[10], now)
 local wake = false
 if (fresh or redis.call('LLEN', KEYS[2]) > 0) and not wake_is_live(KEYS[3], ARGV[4], ARGV[3]) then
   wake = redis.call('SET', KEYS[3], ARGV[5], 'EX', ARGV[3])
@@ -48,6 +71,11 @@ class Enqueued(enum.Enum):
     DUPLICATE = "duplicate"
 
 
+# The status and reason the endpoint answers each with (receiver.webhook), as counted.
+_FRESH = field("202", Enqueued.QUEUED.value)
+_DUPLICATE = field("200", "already queued or done")
+
+
 class DeliveryQueue:
     """The receiver's side of the contract in ``config.job_contract``."""
 
@@ -56,15 +84,20 @@ class DeliveryQueue:
         self._connection = connection
         self._push = connection.register_script(_PUSH)
         self._queue = Queue(settings.queue_name, connection=connection)
-        self._keys = [deliveries_key(settings.queue_name), wake_key(settings.queue_name)]
+        queue = settings.queue_name
+        self._keys = [deliveries_key(queue), wake_key(queue), requests_key(queue), request_duration_key(queue), last_event_key(queue), arrivals_key(queue)]
 
-    def enqueue(self, event_id: str, subscription_id: str, body: bytes) -> Enqueued:
-        """Store the delivery; raises ``redis.RedisError`` when Redis cannot take it."""
+    def enqueue(self, event_id: str, subscription_id: str, body: bytes, started: float | None = None) -> Enqueued:
+        """Store the delivery, and count it as answered (``started``: the request's ``perf_counter``);
+        raises ``redis.RedisError`` when Redis cannot take it."""
         job_id = new_drain_job_id()
+        # The duration counted is the request's until this call: its own work, without the round trip.
+        elapsed = time.perf_counter() - started if started is not None else 0.0
         fresh, wake = self._push(
             keys=[seen_key(event_id), *self._keys],
-            args=[self._settings.dedupe_ttl, pack_delivery(event_id, subscription_id, body), WAKE_TTL_SECONDS, Job.redis_job_namespace_prefix, job_id],
-        )
+            args=[self._settings.dedupe_ttl, pack_delivery(event_id, subscription_id, body), WAKE_TTL_SECONDS, Job.redis_job_namespace_prefix, job_id,
+                  _FRESH, _DUPLICATE, bucket_field(REQUEST_BUCKETS, elapsed), micros(elapsed), subscription_id],
+        )  # fmt: skip
         if wake:
             self.wake(job_id)
         return Enqueued.QUEUED if fresh else Enqueued.DUPLICATE

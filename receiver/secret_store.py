@@ -27,6 +27,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from aiwyn_api.client import AiwynAPIError, AiwynClient
 from config import Settings
+from config.metrics_contract import SECRET_FETCHES_KEY
 from config.wire import SECRET_PREFIXES, scheme_for_algorithm
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,9 @@ class SecretStore:
             fetched = self._api().signing_secrets(subscription_id)
         except AiwynAPIError as exc:
             log.warning("secrets refresh for %s failed: %s %s", subscription_id, exc.status, exc.code)
+            self._count_fetch("error")
             return None
+        self._count_fetch("ok")
         self._store({subscription_id: fetched})
         fresh = _current(self._memory[subscription_id])
         return fresh if set(fresh) != set(tried) else None
@@ -154,7 +157,9 @@ class SecretStore:
             fetched = {sub_id: client.signing_secrets(sub_id) for sub_id in ours if sub_id not in self._memory}
         except AiwynAPIError as exc:
             log.warning("secrets refresh failed: %s %s", exc.status, exc.code)
+            self._count_fetch("error")
             return 0
+        self._count_fetch("ok")
         self._store(fetched)
         # Only ids this process knew before the list call: one that registration stores meanwhile is kept.
         dead = set(self._memory) - {sub["id"] for sub in active}
@@ -176,6 +181,13 @@ class SecretStore:
         self._redis.hset(SECRETS_KEY, mapping=tokens)
         with self._lock:
             self._memory = {**self._memory, **entries}
+
+    def _count_fetch(self, outcome: str) -> None:
+        """For /metrics (``aiwyn_secret_fetches_total``); a Redis error loses only the count."""
+        try:
+            self._redis.hincrby(SECRET_FETCHES_KEY, outcome, 1)
+        except redis.RedisError:
+            pass
 
     def _may_call_api(self, scope: str) -> bool:
         return bool(self._redis.set(_THROTTLE_KEY + scope, "1", nx=True, ex=self._interval))

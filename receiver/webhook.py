@@ -51,6 +51,8 @@ def _answer(status: int, message: str, reason: str, started: float, **extra: str
             request.remote_addr,
             (time.perf_counter() - started) * 1000,
         )
+    if status >= 400:  # an accepted delivery is counted by the script that stores it
+        runtime.counts.rejected(status, reason, time.perf_counter() - started)
     if status >= 400 and status != 503:  # a 503 is Redis failing: nowhere to keep it
         _remember(runtime, status, reason, subscription)
     body = json.dumps({"status": message} if status < 400 else {"error": message})
@@ -154,7 +156,7 @@ def receive(token: str | None = None) -> Response:
         return _answer(400, "body subscriptionId differs from the delivery's subscription", "body subscriptionId mismatch", started)
 
     try:
-        outcome = runtime.queue.enqueue(event_id, subscription_id, body)
+        outcome = runtime.queue.enqueue(event_id, subscription_id, body, started)
     except redis.RedisError as exc:
         return _unavailable(exc, started)
     if outcome is Enqueued.DUPLICATE:

@@ -22,7 +22,7 @@ def settings_or_exit() -> Settings:
         settings = load_settings()
     except SettingsError as exc:
         raise SettingsProblem(str(exc)) from exc
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     return settings
 
 

@@ -13,17 +13,9 @@ from datetime import UTC, datetime
 
 import redis
 
-from config.job_contract import deliveries_key, unpack_delivery
-
-
-def dead_letters_key(queue: str) -> str:
-    """Hash: event id -> the delivery as packed by ``config.job_contract.pack_delivery``."""
-    return f"aiwyn:{queue}:dead-letters"
-
-
-def reasons_key(queue: str) -> str:
-    """Hash: event id -> JSON ``{"error", "failures", "at"}``."""
-    return f"aiwyn:{queue}:dead-letter-reasons"
+from config.job_contract import dead_letter_reasons_key as reasons_key
+from config.job_contract import dead_letters_key, deliveries_key, unpack_delivery
+from config.metrics_contract import arrivals_key
 
 
 def failures_key(queue: str) -> str:
@@ -62,13 +54,15 @@ def find(connection: redis.Redis, queue: str, event_ids: tuple[str, ...] = ()) -
     return sorted(found, key=lambda letter: (letter.at, letter.event_id))
 
 
-# KEYS: dead letters, reasons, deliveries. ARGV: event ids. Moves each back to the delivery list.
+# KEYS: dead letters, reasons, deliveries, arrivals. ARGV: event ids. Moves each back to the delivery list.
 _REPLAY = """
+local t = redis.call('TIME')
 local moved = 0
 for _, id in ipairs(ARGV) do
   local item = redis.call('HGET', KEYS[1], id)
   if item then
     redis.call('RPUSH', KEYS[3], item)
+    redis.call('RPUSH', KEYS[4], t[1] .. '.' .. string.format('%06d', tonumber(t[2])))
     redis.call('HDEL', KEYS[1], id)
     redis.call('HDEL', KEYS[2], id)
     moved = moved + 1
@@ -82,7 +76,7 @@ def replay(connection: redis.Redis, queue: str, event_ids: list[str]) -> int:
     """Put dead letters back on the delivery list (once the cause is fixed); returns how many."""
     if not event_ids:
         return 0
-    return int(connection.eval(_REPLAY, 3, dead_letters_key(queue), reasons_key(queue), deliveries_key(queue), *event_ids))
+    return int(connection.eval(_REPLAY, 4, dead_letters_key(queue), reasons_key(queue), deliveries_key(queue), arrivals_key(queue), *event_ids))
 
 
 def discard(connection: redis.Redis, queue: str, event_ids: list[str]) -> int:

@@ -23,17 +23,21 @@ from config import Settings
 from config.job_contract import (
     WAKE_IS_LIVE_LUA,
     WAKE_TTL_SECONDS,
+    batches_key,
     deliveries_key,
     enqueue_drain,
     new_drain_job_id,
     unpack_delivery,
     wake_key,
 )
+from config.metrics_contract import arrivals_key
 from workers.dead_letters import dead_letters_key, failures_key, reason_json, reasons_key
 
 log = logging.getLogger(__name__)
 
-# KEYS: deliveries, batches. ARGV: lease seconds, new batch key, max items.
+# KEYS: deliveries, batches, arrivals. ARGV: lease seconds, new batch key, max items.
+# The arrival times (config.metrics_contract) leave with their deliveries; an empty delivery
+# list empties them too, so a list written without them (an older receiver) cannot skew them for long.
 _CLAIM = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -43,6 +47,8 @@ if #stale > 0 then
   return {stale[1], redis.call('LRANGE', stale[1], 0, -1)}
 end
 local items = redis.call('LPOP', KEYS[1], ARGV[3])
+if items then redis.call('LPOP', KEYS[3], #items) end
+if redis.call('LLEN', KEYS[1]) == 0 then redis.call('DEL', KEYS[3]) end
 if not items then return false end
 redis.call('RPUSH', ARGV[2], unpack(items))
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[1]), ARGV[2])
@@ -114,7 +120,8 @@ class DeliveryBatches:
         self._queue = Queue(settings.queue_name, connection=connection)
         self._lease = lease_seconds
         self._deliveries = deliveries_key(settings.queue_name)
-        self._batches = f"aiwyn:{settings.queue_name}:batches"
+        self._batches = batches_key(settings.queue_name)
+        self._arrivals = arrivals_key(settings.queue_name)
         self._claim = connection.register_script(_CLAIM)
         self._needs_drain = connection.register_script(_NEEDS_DRAIN)
         self._fail = connection.register_script(_FAIL)
@@ -123,7 +130,7 @@ class DeliveryBatches:
     def claim(self, size: int) -> Batch | None:
         """Up to ``size`` deliveries, or an abandoned batch first; None when there is nothing."""
         new_key = f"aiwyn:{self._settings.queue_name}:batch:{int(time.time() * 1000)}-{uuid.uuid4().hex}"
-        claimed = self._claim(keys=[self._deliveries, self._batches], args=[self._lease, new_key, size])
+        claimed = self._claim(keys=[self._deliveries, self._batches, self._arrivals], args=[self._lease, new_key, size])
         if not claimed:
             return None
         key, items = claimed

@@ -20,7 +20,7 @@ from workers.runtime import WorkerRuntime, start_runtime
 def _runtime(with_handlers: bool) -> WorkerRuntime:
     try:
         settings = load_settings()
-        configure_logging(settings.log_level)
+        configure_logging(settings.log_level, settings.log_format)
         return start_runtime(settings, None if with_handlers else default_registry())
     except (SettingsError, HandlerLoadError) as exc:
         raise click.ClickException(str(exc)) from exc

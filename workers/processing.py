@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -20,7 +21,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from config.job_contract import seen_key
-from workers import ledger, runs, shutdown
+from workers import ledger, metrics, runs, shutdown
 from workers.events import InvalidEvent, parse_event
 from workers.handlers import DoNotRetry
 from workers.ledger import Delivery
@@ -67,6 +68,9 @@ class FollowUps:
 
     runs: dict[str, list[str]] = field(default_factory=dict)
     claimed_at: datetime | None = None  # the batch's (see ``run_handler``)
+    # For the counters (workers.metrics), once committed: the new ledger rows, the batch handlers' runs.
+    applied: list[metrics.Applied] = field(default_factory=list)
+    batch_runs: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def add(self, handler: str, event_id: str) -> None:
         self.runs.setdefault(handler, []).append(event_id)
@@ -74,6 +78,8 @@ class FollowUps:
     def merge(self, other: FollowUps) -> None:
         for handler, event_ids in other.runs.items():
             self.runs.setdefault(handler, []).extend(event_ids)
+        self.applied += other.applied
+        self.batch_runs += other.batch_runs
 
 
 def process_batch(runtime: WorkerRuntime, raw: Iterable[tuple[str, str, bytes]], claimed_at: datetime | None = None) -> FollowUps:
@@ -127,7 +133,9 @@ def _commit(runtime: WorkerRuntime, deliveries: Sequence[Delivery]) -> FollowUps
             claimed = runs.claim_batch(session, registration.name, [e.id for e in events])
             registration.batch_handler([e for e in events if e.id in claimed], session)
             redone |= claimed - new
+            follow_ups.batch_runs[(registration.name, runs.SUCCEEDED)] += len(claimed)
         runs.settle(session, redone)  # copies of known events whose batch run was still to do
+    follow_ups.applied = metrics.applied(deliveries, status_of, new)
     return follow_ups
 
 
@@ -140,7 +148,7 @@ def _commit_failure(runtime: WorkerRuntime, delivery: Delivery, exc: SQLAlchemyE
     handlers = runtime.registry.handlers_for(delivery.event) if delivery.event else []
     try:
         with Session(runtime.engine) as session, session.begin():
-            ledger.record(session, [delivery], {delivery.event_id: ledger.FAILED}, {delivery.event_id: error})
+            new = ledger.record(session, [delivery], {delivery.event_id: ledger.FAILED}, {delivery.event_id: error})
             runs.add_pending(session, ((delivery.event_id, r.name) for r in handlers))
             runs.settle(session, [delivery.event_id])
     except SQLAlchemyError as again:
@@ -148,10 +156,12 @@ def _commit_failure(runtime: WorkerRuntime, delivery: Delivery, exc: SQLAlchemyE
             raise
         unusable = Delivery(delivery.event_id, delivery.subscription_id, delivery.body, None, f"cannot be stored: {error}")
         with Session(runtime.engine) as session, session.begin():
-            ledger.record(session, [unusable], {delivery.event_id: ledger.INVALID})
+            new = ledger.record(session, [unusable], {delivery.event_id: ledger.INVALID})
+        follow_ups.applied = metrics.applied([unusable], {delivery.event_id: ledger.INVALID}, new)
         return follow_ups
     for registration in handlers:
         follow_ups.add(registration.name, delivery.event_id)
+    follow_ups.applied = metrics.applied([delivery], {delivery.event_id: ledger.FAILED}, new)
     return follow_ups
 
 
@@ -160,8 +170,8 @@ def _set_aside(runtime: WorkerRuntime, delivery: Delivery, reason: str) -> Follo
     log.error("event %s is invalid: %s", delivery.event_id, reason.splitlines()[0][:300])
     unusable = Delivery(delivery.event_id, delivery.subscription_id, delivery.body, None, reason)
     with Session(runtime.engine) as session, session.begin():
-        ledger.record(session, [unusable], {delivery.event_id: ledger.INVALID})
-    return FollowUps()
+        new = ledger.record(session, [unusable], {delivery.event_id: ledger.INVALID})
+    return FollowUps(applied=metrics.applied([unusable], {delivery.event_id: ledger.INVALID}, new))
 
 
 def _describe(exc: BaseException) -> str:
@@ -255,6 +265,8 @@ def run_one(runtime: WorkerRuntime, registration: Registration, delivery: Delive
     with Session(runtime.engine) as session, session.begin():
         runs.settle(session, [event.id])
     log.info("handler %s on event %s: %s", registration.name, event.id, outcome)
+    if outcome in (runs.SUCCEEDED, runs.SKIPPED, runs.RETRYING, runs.FAILED):  # not "lease lost": the other worker counts it
+        metrics.count_run(runtime.redis, runtime.settings.queue_name, registration.name, outcome)
     return outcome
 
 
@@ -267,6 +279,7 @@ def _fail_unrunnable(runtime: WorkerRuntime, handler: str, event_id: str, reason
         runs.finish(session, event_id, handler, claimed.token, runs.FAILED, reason)
         runs.settle(session, [event_id])
     log.error("handler %s on event %s cannot run: %s", handler, event_id, reason)
+    metrics.count_run(runtime.redis, runtime.settings.queue_name, handler, runs.FAILED)
     gave_up(runtime, event_id)
     return runs.FAILED
 
@@ -307,6 +320,8 @@ def enqueue_runs(runtime: WorkerRuntime, handler: str, event_ids: list[str], mod
 
 
 def enqueue_follow_ups(runtime: WorkerRuntime, follow_ups: FollowUps) -> None:
-    """One RQ job per handler and batch: RQ's bookkeeping is paid per batch, not per event."""
+    """One RQ job per handler and batch: RQ's bookkeeping is paid per batch, not per event.
+    Called once the batch is committed, it also counts the batch (``workers.metrics``)."""
+    metrics.count(runtime.redis, runtime.settings.queue_name, follow_ups.applied, follow_ups.batch_runs)
     for handler, event_ids in follow_ups.runs.items():
         enqueue_runs(runtime, handler, event_ids, "new", follow_ups.claimed_at)
