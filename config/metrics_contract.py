@@ -74,6 +74,11 @@ def runs_key(queue: str) -> str:
     return _prefix(queue) + "runs"
 
 
+def view_changes_key(queue: str) -> str:
+    """Hash ``entity_type|action`` -> typed views created or replaced (``workers.sync.views``)."""
+    return _prefix(queue) + "view-changes"
+
+
 def field(*labels: str) -> str:
     return json.dumps(list(labels), separators=(",", ":"))
 

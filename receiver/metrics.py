@@ -76,6 +76,10 @@ def families(snapshot: Snapshot, settings: Settings) -> Iterator[Metric]:
         fetches.add_metric([outcome], count)
     yield fetches
     yield GaugeMetricFamily("aiwyn_workers", "RQ workers alive on this service's queues.", snapshot.workers)
+    changed = CounterMetricFamily("aiwyn_view_changes", "Typed views created or replaced after a schema change.", labels=["entity_type", "action"])
+    for labels, count in sorted(snapshot.view_changes.items()):
+        changed.add_metric(list(labels), count)
+    yield changed
 
 
 class ServiceCollector(Collector):

@@ -34,6 +34,7 @@ from config.metrics_contract import (
     request_duration_key,
     requests_key,
     runs_key,
+    view_changes_key,
 )
 
 _when = DateTime(timezone=True)
@@ -122,6 +123,7 @@ class Snapshot:
     failed_runs: dict[str, int] = field(default_factory=dict)
     invalid_events: int = 0
     sync: list[SyncRow] = field(default_factory=list)
+    view_changes: dict[tuple[str, ...], int] = field(default_factory=dict)
 
     @property
     def deliveries(self) -> int:
@@ -142,14 +144,14 @@ def read_redis(connection: redis.Redis, queue: str) -> Snapshot:
     pipe = connection.pipeline(transaction=False)
     pipe.time()
     for key in (requests_key(queue), request_duration_key(queue), events_key(queue), lag_key(queue), last_event_key(queue), runs_key(queue),
-                SECRET_FETCHES_KEY):  # fmt: skip
+                SECRET_FETCHES_KEY, view_changes_key(queue)):  # fmt: skip
         pipe.hgetall(key)
     pipe.llen(deliveries_key(queue))
     pipe.lindex(arrivals_key(queue), 0)
     pipe.zrange(batches_key(queue), 0, -1)
     pipe.hlen(dead_letters_key(queue))
     pipe.smembers(REDIS_WORKER_KEYS)
-    (seconds, micro), requests, duration, events, lag, last, runs, fetches, waiting, first, batches, dead, workers = pipe.execute()
+    (seconds, micro), requests, duration, events, lag, last, runs, fetches, views, waiting, first, batches, dead, workers = pipe.execute()
     now = seconds + micro / 1_000_000
     worker_keys = sorted(workers)
     pipe = connection.pipeline(transaction=False)
@@ -177,6 +179,7 @@ def read_redis(connection: redis.Redis, queue: str) -> Snapshot:
         secret_fetches={key.decode(): int(value) for key, value in fetches.items()},
         dead_letters=int(dead),
         workers=alive,
+        view_changes=_counts(views),
     )
 
 

@@ -137,6 +137,12 @@ def test_a_changed_custom_type_changes_its_view_within_one_check_interval(api: h
     columns = _columns(checking.engine, "aiwyn_engagement_letter")
     assert "fee" not in columns and "partner_email" in columns
     assert "field added partnerEmail (email); field removed fee" in caplog.text
+    from prometheus_client import generate_latest
+
+    from receiver.metrics import registry_for
+
+    scraped = generate_latest(registry_for(checking.settings, checking.redis, checking.engine)).decode()
+    assert 'aiwyn_view_changes_total{action="replace",entity_type="engagementLetter"} 1.0' in scraped
 
 
 def test_a_dry_run_says_what_would_change_and_changes_nothing(api: httpx.Client, runtime: Any) -> None:

@@ -17,6 +17,7 @@ from rq import Queue
 from sqlalchemy import Engine
 
 from config import Settings
+from config.metrics_contract import field, view_changes_key
 from config.subscriptions import load_subscriptions
 from workers.sync import state, views
 from workers.sync.listing import EntityType, RecordsListing
@@ -91,7 +92,9 @@ class SyncScheduler:
         interval = self._settings.schema_check_interval
         if interval > 0 and self._redis.set(f"aiwyn:{self._settings.queue_name}:views:checked", "1", nx=True, ex=interval):
             self._types_until = 0.0  # a custom type made since the last look gets its view now, not in TYPES_TTL
-            views.refresh(self._engine, self._listing(), self.types())
+            made = [c for c in views.refresh(self._engine, self._listing(), self.types()) if c.action != "unchanged"]
+            for change in made:
+                self._redis.hincrby(view_changes_key(self._settings.queue_name), field(change.view.entity_type, change.action), 1)
 
     def enqueue_page(self, entity_type: EntityType, token: str) -> None:
         self._queue.enqueue_call(
