@@ -7,6 +7,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+import alembic.util
 import click
 import redis
 import sqlalchemy
@@ -18,7 +19,7 @@ from workers.delivery_batches import DeliveryBatches
 from workers.discovery import warn_unknown_entity_types
 from workers.failed import FailedRun, Filter, discard, enqueue_replays, find, replay
 from workers.invalid_cli import invalid
-from workers.migrate import upgrade
+from workers.migrate import MigrationsNotFound, upgrade
 from workers.models import MirroredRecord
 from workers.registry import ANY, default_registry
 from workers.runtime import start_runtime
@@ -41,7 +42,9 @@ def migrate() -> None:
         upgrade(settings.database_url)
     except sqlalchemy.exc.SQLAlchemyError as exc:
         raise click.ClickException(f"database at DATABASE_URL: {type(exc).__name__}: {exc.orig or exc}") from exc
-    click.echo("database is at the latest migration")
+    except (MigrationsNotFound, alembic.util.CommandError) as exc:  # e.g. a handler package's revision, the package gone
+        raise click.ClickException(f"migrations: {exc}") from exc
+    click.echo("database is at the latest migration (every branch: this service's and each handler package's)")
 
 
 @cli.command()
