@@ -75,6 +75,7 @@ class Settings:
     handler_retry_max_delay: float = 3600.0
     # A run still waiting this long after it was due has lost its job: the worker's sweep requeues it.
     handler_sweep_grace: float = 60.0
+    on_give_up: str | None = None  # "package.module:function", called when any handler's run gives up
     # Sync: the full copy at first start, and the scheduled repair (workers/sync).
     backfill_page_size: int = 500
     backfill_on_start: bool = True
@@ -235,6 +236,13 @@ def _names(raw: str) -> tuple[str, ...]:
     return names
 
 
+def _hook(raw: str) -> str:
+    module, _, function = raw.strip().partition(":")
+    if not (function.isidentifier() and all(piece.isidentifier() for piece in module.split("."))):
+        raise ValueError("must be package.module:function")
+    return raw.strip()
+
+
 def _fernet_keys(raw: str) -> tuple[str, ...]:
     keys = tuple(part.strip() for part in raw.split(",") if part.strip())
     for key in keys:
@@ -333,6 +341,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     PREFIX + "HANDLER_RETRY_DELAY": ("handler_retry_delay", _positive_float),
     PREFIX + "HANDLER_RETRY_MAX_DELAY": ("handler_retry_max_delay", _positive_float),
     PREFIX + "HANDLER_SWEEP_GRACE": ("handler_sweep_grace", _positive_float),
+    PREFIX + "ON_GIVE_UP": ("on_give_up", _hook),
     PREFIX + "BACKFILL_PAGE_SIZE": ("backfill_page_size", _int(1, 500)),
     PREFIX + "BACKFILL_ON_START": ("backfill_on_start", _flag),
     PREFIX + "BACKFILL_RUNS_HANDLERS": ("backfill_runs_handlers", _flag),

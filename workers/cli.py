@@ -7,6 +7,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+import alembic.util
 import click
 import redis
 import sqlalchemy
@@ -15,13 +16,15 @@ from config import Settings, SettingsError
 from workers import dead_letters
 from workers.cli_common import SettingsProblem, runtime_or_exit, settings_or_exit
 from workers.delivery_batches import DeliveryBatches
-from workers.failed import Filter, discard, find, replay
+from workers.discovery import warn_unknown_entity_types
+from workers.failed import FailedRun, Filter, discard, enqueue_replays, find, replay
 from workers.invalid_cli import invalid
-from workers.migrate import upgrade
+from workers.migrate import MigrationsNotFound, upgrade
 from workers.models import MirroredRecord
-from workers.registry import default_registry
+from workers.registry import ANY, default_registry
 from workers.runtime import start_runtime
 from workers.startup import StartupTimeout, wait_for_services
+from workers.sync.schedule import subscribed_types
 from workers.sync_cli import SYNC_COMMANDS
 from workers.worker import DrainWorker, start_sync_ticker
 
@@ -39,7 +42,9 @@ def migrate() -> None:
         upgrade(settings.database_url)
     except sqlalchemy.exc.SQLAlchemyError as exc:
         raise click.ClickException(f"database at DATABASE_URL: {type(exc).__name__}: {exc.orig or exc}") from exc
-    click.echo("database is at the latest migration")
+    except (MigrationsNotFound, alembic.util.CommandError) as exc:  # e.g. a handler package's revision, the package gone
+        raise click.ClickException(f"migrations: {exc}") from exc
+    click.echo("database is at the latest migration (every branch: this service's and each handler package's)")
 
 
 @cli.command()
@@ -61,6 +66,7 @@ def work(burst: bool, queues: str) -> None:
         raise SettingsProblem(str(exc)) from exc
     except StartupTimeout as exc:
         raise click.ClickException(str(exc)) from exc
+    warn_unknown_entity_types(runtime.registry, subscribed_types(settings), lambda: [t.name for t in runtime.listing.types([ANY])])
     try:
         runtime.batches.wake_if_needed()  # deliveries left from before this start
     except redis.RedisError as exc:
@@ -131,14 +137,26 @@ def _filter(event_ids: tuple[str, ...], handler: str | None, entity_type: str | 
 @failed.command("list")
 @_filters
 @click.option("--limit", default=100, show_default=True, help="At most this many runs, oldest first.")
-def failed_list(handler: str | None, entity_type: str | None, since: datetime | None, until: datetime | None, limit: int) -> None:
-    """List failed runs: when, event, handler, attempts, error."""
+@click.option("--json", "as_json", is_flag=True, help="One JSON object a line, with the full error and traceback.")
+def failed_list(handler: str | None, entity_type: str | None, since: datetime | None, until: datetime | None, limit: int, as_json: bool) -> None:
+    """List failed runs: when, event, handler, attempts, error (its first line, in full)."""
     engine = start_runtime(settings_or_exit(), default_registry()).engine
     found = find(engine, _filter((), handler, entity_type, since, until), limit)
     for run in found:
-        error = (run.last_error or "worker died during the run").splitlines()[0][:100]
+        if as_json:
+            click.echo(json.dumps(_as_json(run), sort_keys=True))
+            continue
+        error = (run.last_error or "worker died during the run").splitlines()[0]
         click.echo(f"{_utc(run.updated_at):%Y-%m-%d %H:%M:%S}  {run.event_id:24} {run.handler:24} {run.entity_type or '?':12} x{run.attempts}  {error}")
     click.echo(f"{len(found)} failed run(s)" + (" (limit reached)" if len(found) == limit else ""), err=True)
+
+
+def _as_json(run: FailedRun) -> dict[str, Any]:
+    return {
+        "event_id": run.event_id, "handler": run.handler, "status": run.status, "attempts": run.attempts,
+        "failed_at": _utc(run.updated_at).strftime("%Y-%m-%dT%H:%M:%SZ"), "entity_type": run.entity_type,
+        "operation": run.operation, "record_id": run.record_id, "error": run.last_error, "traceback": run.traceback,
+    }  # fmt: skip
 
 
 @failed.command("show")
@@ -154,6 +172,8 @@ def failed_show(event_id: str, handler: str | None) -> None:
         click.echo(f"event:    {run.event_id} ({run.entity_type} {run.operation} {run.record_id})")
         click.echo(f"handler:  {run.handler}  status: {run.status}  attempts: {run.attempts}  last: {_utc(run.updated_at):%Y-%m-%d %H:%M:%S}")
         click.echo(f"error:    {run.last_error or 'worker died during the run'}")
+        if run.traceback:
+            click.echo(run.traceback.rstrip())
     click.echo("payload:")
     click.echo(json.dumps(json.loads(found[0].payload), indent=2, sort_keys=True))
 
@@ -169,13 +189,19 @@ def _selected(event_ids: tuple[str, ...], every: bool, **filters: Any) -> Filter
 @click.argument("event_ids", nargs=-1)
 @_filters
 @click.option("--all", "every", is_flag=True, help="Every failed run.")
-def failed_replay(event_ids: tuple[str, ...], every: bool, **filters: Any) -> None:
-    """Run the failed handlers again on their events, in this process, with a progress bar."""
+@click.option("--enqueue", is_flag=True, help="Hand the replays to the workers (their queue) instead of running them here.")
+def failed_replay(event_ids: tuple[str, ...], every: bool, enqueue: bool, **filters: Any) -> None:
+    """Run the failed handlers again on their events: in this process, with a progress bar, or
+    with --enqueue in the workers (no handler code or environment needed here)."""
     settings = settings_or_exit()
-    runtime = runtime_or_exit(settings)
+    runtime = start_runtime(settings, default_registry()) if enqueue else runtime_or_exit(settings)
     found = find(runtime.engine, _selected(event_ids, every, **filters))
     if not found:
         click.echo("nothing to replay")
+        return
+    if enqueue:
+        jobs = enqueue_replays(runtime, found)
+        click.echo(f"queued {len(found)} replay(s) in {jobs} job(s): python -m workers failed list shows what fails again")
         return
     with click.progressbar(length=len(found), label="replaying", file=sys.stderr) as bar:
         outcomes = replay(runtime, found, progress=lambda run: bar.update(1))

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import importlib
 import logging
+from collections.abc import Callable, Iterable
 from importlib.metadata import entry_points
 from types import ModuleType
 from typing import Any
 
 from config import Settings
 from workers.handlers import SPEC_ATTRIBUTE, HandlerSpec
-from workers.registry import HandlerRegistry, RegistryError, default_registry
+from workers.registry import ANY, HandlerRegistry, RegistryError, default_registry, unknown_entity_types
 
 ENTRY_POINT_GROUP = "aiwyn_receiver.handlers"
 log = logging.getLogger(__name__)
@@ -31,16 +32,7 @@ class HandlerLoadError(Exception):
 
 
 def _register(registry: HandlerRegistry, target: Any, spec: HandlerSpec) -> None:
-    registration = registry.register(
-        target,
-        spec.entity_types,
-        spec.operations,
-        name=spec.name,
-        timeout=spec.timeout,
-        attempts=spec.attempts,
-        retry_delay=spec.retry_delay,
-        ordered=spec.ordered,
-    )
+    registration = registry.register(target, spec.entity_types, spec.operations, name=spec.name, options=spec.options)
     log.info("handler %s registered for %s / %s", registration.name, sorted(registration.entity_types), sorted(registration.operations))
 
 
@@ -80,4 +72,41 @@ def load_registry(settings: Settings, *, use_entry_points: bool = True) -> Handl
     if use_entry_points:
         for point in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda p: p.name):
             _load(registry, f"entry point {point.name} = {point.value} ({ENTRY_POINT_GROUP})", point.load)
+    if settings.on_give_up:
+        registry.on_give_up = load_hook(settings.on_give_up, "AIWYN_RECEIVER_ON_GIVE_UP")
     return registry
+
+
+def load_hook(target: str, source: str) -> Any:
+    """The function named ``package.module:function``; one that cannot be found stops the start."""
+    module_name, _, function_name = target.partition(":")
+    try:
+        hook = getattr(importlib.import_module(module_name), function_name)
+    except Exception as exc:
+        raise HandlerLoadError(f"{source}={target} failed to import: {type(exc).__name__}: {exc}") from exc
+    if not callable(hook):
+        raise HandlerLoadError(f"{source}={target} is not callable")
+    return hook
+
+
+def warn_unknown_entity_types(registry: HandlerRegistry, subscribed: Iterable[str], catalog: Callable[[], Iterable[str]]) -> dict[str, list[str]]:
+    """Warn of handlers named for entity types that neither the subscriptions nor Aiwyn's catalog
+    know (a typo never matches, and nothing else says so); Aiwyn is asked only when needed."""
+    subscribed = set(subscribed)
+    unknown = unknown_entity_types(registry, subscribed)
+    if not unknown:
+        return {}
+    try:
+        known = subscribed | set(catalog())
+    except Exception as exc:  # a check, not a condition of the start: say why it is partial
+        log.info("cannot read Aiwyn's entity types to check the handlers' (%s: %s)", type(exc).__name__, exc)
+        if ANY in subscribed:
+            return {}  # every type is subscribed and none can be listed: nothing to judge by
+        known = subscribed
+    unknown = unknown_entity_types(registry, known)
+    for name, types in unknown.items():
+        log.warning(
+            "handler %s is registered for entity type(s) %s that neither Aiwyn's catalog nor the subscriptions"
+            " (AIWYN_RECEIVER_SUBSCRIPTIONS_FILE) name: it never runs for them (a typo?)", name, ", ".join(types),
+        )  # fmt: skip
+    return unknown

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
@@ -33,10 +34,22 @@ class Record:
     system_ref: Mapping[str, Any] | None
     attributes: Mapping[str, Any]
 
+    def as_dict(self) -> dict[str, Any]:
+        """The record as plain dicts and lists, ready for ``json.dumps``."""
+        return {
+            "id": self.id, "type": self.type, "version": self.version, "active": self.active,
+            "system_ref": plain(self.system_ref), "attributes": plain(self.attributes),
+        }  # fmt: skip
+
 
 @dataclass(frozen=True)
 class Event:
-    """One change of one Aiwyn record."""
+    """One change of one Aiwyn record, and which run of the handler this is.
+
+    ``attempt`` counts from 1 within the current set of attempts; ``replay`` is true when the
+    run had failed for good and runs again (a replay from the failed list, or Aiwyn's redelivery
+    of the event). ``raw`` is the delivery's body, byte for byte (empty for a hand-made event).
+    """
 
     id: str
     subscription_id: str
@@ -44,6 +57,17 @@ class Event:
     operation: str
     occurred_at: datetime
     record: Record
+    attempt: int = 1
+    replay: bool = False
+    raw: bytes = dataclass_field(default=b"", repr=False, compare=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The event as plain dicts and lists, ready for ``json.dumps`` (the time in ISO 8601)."""
+        return {
+            "id": self.id, "subscription_id": self.subscription_id, "entity_type": self.entity_type,
+            "operation": self.operation, "occurred_at": self.occurred_at.isoformat(), "record": self.record.as_dict(),
+            "attempt": self.attempt, "replay": self.replay,
+        }  # fmt: skip
 
 
 def parse_time(value: Any) -> datetime:
@@ -153,6 +177,7 @@ def parse_event(body: bytes, event_id: str, subscription_id: str) -> Event:
             system_ref=frozen(system_ref),
             attributes=frozen(attributes),
         ),
+        raw=body,
     )
 
 

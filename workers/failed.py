@@ -37,12 +37,13 @@ class FailedRun:
     handler: str
     status: str
     attempts: int
-    last_error: str | None
+    last_error: str | None  # "Type: message" (the traceback apart, below)
     updated_at: datetime
     entity_type: str | None
     operation: str | None
     record_id: str | None
     payload: str = field(repr=False)
+    traceback: str | None = field(default=None, repr=False)  # the last attempt's, its innermost 8,000 characters
 
 
 def find(engine: Engine, which: Filter, limit: int | None = None) -> list[FailedRun]:
@@ -68,9 +69,10 @@ def find(engine: Engine, which: Filter, limit: int | None = None) -> list[Failed
         query = query.where(HandlerRun.updated_at < db_time(which.until, dialect))
     with Session(engine) as session:
         return [
-            FailedRun(run.event_id, run.handler, run.status, run.attempts, run.last_error, run.updated_at,
-                      entry.entity_type, entry.operation, entry.record_id, entry.payload)  # fmt: skip
+            FailedRun(run.event_id, run.handler, run.status, run.attempts, error, run.updated_at,
+                      entry.entity_type, entry.operation, entry.record_id, entry.payload, trace)  # fmt: skip
             for run, entry in session.execute(query).all()
+            for error, trace in [runs.split_error(run.last_error)]
         ]
 
 
@@ -86,6 +88,16 @@ def replay(runtime: WorkerRuntime, failed: Iterable[FailedRun], progress: Callab
             outcomes[processing.run_one(runtime, registration, delivery, mode="replay")] += 1
         progress(run)
     return outcomes
+
+
+def enqueue_replays(runtime: WorkerRuntime, failed: Iterable[FailedRun]) -> int:
+    """Queue the replays for the workers, one job per handler; returns how many jobs."""
+    by_handler: dict[str, list[str]] = {}
+    for run in failed:
+        by_handler.setdefault(run.handler, []).append(run.event_id)
+    for handler, event_ids in by_handler.items():
+        processing.enqueue_runs(runtime, handler, event_ids, "replay")
+    return len(by_handler)
 
 
 def discard(engine: Engine, failed: Iterable[FailedRun]) -> int:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import logging
 import random
+import traceback
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
@@ -22,8 +23,9 @@ from sqlalchemy.orm import Session
 
 from config.job_contract import seen_key
 from workers import ledger, metrics, runs, shutdown
-from workers.events import InvalidEvent, parse_event
-from workers.handlers import DoNotRetry
+from workers.events import Event, InvalidEvent, parse_event
+from workers.handler_session import HandlerSession
+from workers.handlers import Failure, Retry
 from workers.ledger import Delivery
 from workers.models import LedgerEntry
 from workers.ordering import advance_cursor
@@ -195,17 +197,19 @@ class Policy:
     max_delay: float
 
     def delay(self, attempt: int) -> float:
-        """Exponential back-off with jitter: spread retries of many failed events apart."""
-        ceiling = min(self.max_delay, self.retry_delay * 2 ** min(attempt - 1, 64))  # past 2**1023 a float overflows
-        return random.uniform(ceiling / 2, ceiling)
+        """Exponential back-off, capped, then up to a quarter longer (never shorter), so that the
+        retries of many events failed at once spread apart without coming before their time."""
+        nominal = min(self.max_delay, self.retry_delay * 2 ** min(attempt - 1, 64))  # past 2**1023 a float overflows
+        return nominal * random.uniform(1, 1.25)
 
 
 def policy_for(runtime: WorkerRuntime, registration: Registration) -> Policy:
     settings = runtime.settings
+    options = registration.options
     return Policy(
-        timeout=registration.timeout or settings.handler_timeout,
-        attempts=registration.attempts or settings.handler_attempts,
-        retry_delay=settings.handler_retry_delay if registration.retry_delay is None else registration.retry_delay,
+        timeout=options.timeout or settings.handler_timeout,
+        attempts=options.attempts or settings.handler_attempts,
+        retry_delay=settings.handler_retry_delay if options.retry_delay is None else options.retry_delay,
         max_delay=settings.handler_retry_max_delay,
     )
 
@@ -243,14 +247,15 @@ def run_one(runtime: WorkerRuntime, registration: Registration, delivery: Delive
     if delivery.event is None:  # e.g. a stricter parser since it was stored
         reason = f"the stored payload no longer parses: {delivery.problem}"
         return _fail_unrunnable(runtime, registration.name, delivery.event_id, reason, mode, claimed_at)
-    event = delivery.event
     policy = policy_for(runtime, registration)
-    claimed = runs.claim(runtime.engine, event.id, registration.name, lease_seconds=policy.timeout + 60, mode=mode, failed_before=claimed_at)
+    claimed = runs.claim(runtime.engine, delivery.event_id, registration.name, lease_seconds=policy.timeout + 60, mode=mode, failed_before=claimed_at)
     if claimed is None:
         return "not claimable"  # done, discarded, or running elsewhere
+    event = replace(delivery.event, attempt=claimed.attempt, replay=claimed.replay)
     try:
-        with Session(runtime.engine) as session, session.begin():
-            if registration.ordered and not advance_cursor(session, registration.name, event):
+        # The handler's writes and its "succeeded" commit here, once: its session refuses commit().
+        with HandlerSession(runtime.engine) as session, session.begin():
+            if registration.options.ordered and not advance_cursor(session, registration.name, event):
                 outcome = runs.SKIPPED
             else:
                 with time_limit(policy.timeout):
@@ -261,7 +266,7 @@ def run_one(runtime: WorkerRuntime, registration: Registration, delivery: Delive
     except _LeaseLost:
         return "lease lost"  # another worker took the run over: its result stands, ours rolled back
     except Exception as exc:  # a handler's error of any kind is its own, never the worker's
-        outcome = _record_failure(runtime, registration, policy, event.id, claimed, exc)
+        outcome = _record_failure(runtime, registration, policy, event, claimed, exc)
     with Session(runtime.engine) as session, session.begin():
         runs.settle(session, [event.id])
     log.info("handler %s on event %s: %s", registration.name, event.id, outcome)
@@ -281,29 +286,62 @@ def _fail_unrunnable(runtime: WorkerRuntime, handler: str, event_id: str, reason
     log.error("handler %s on event %s cannot run: %s", handler, event_id, reason)
     metrics.count_run(runtime.redis, runtime.settings.queue_name, handler, runs.FAILED)
     gave_up(runtime, event_id)
+    registration = runtime.registry.get(handler)
+    if registration is not None:
+        call_give_up_hooks(runtime, registration, Failure(handler, event_id, None, reason, None, claimed.attempt))
     return runs.FAILED
 
 
-def _record_failure(runtime: WorkerRuntime, registration: Registration, policy: Policy, event_id: str, claimed: runs.Claim, exc: Exception) -> str:
+def retry_due(delay: float, now: datetime | None = None) -> datetime:
+    """When a retry ``delay`` seconds from now is due, rounded up to a whole second: RQ's scheduler
+    keeps due times in whole seconds, cut down, which would run it up to a second early."""
+    due = (now or datetime.now(UTC)) + timedelta(seconds=delay)
+    return due if due.microsecond == 0 else due.replace(microsecond=0) + timedelta(seconds=1)
+
+
+def _record_failure(runtime: WorkerRuntime, registration: Registration, policy: Policy, event: Event, claimed: runs.Claim, exc: Exception) -> str:
     error = _describe(exc)
+    trace = "".join(traceback.format_exception(exc))
     attempt = claimed.attempt
-    final = isinstance(exc, DoNotRetry) or attempt >= policy.attempts
-    retry_at = None if final else datetime.now(UTC) + timedelta(seconds=policy.delay(attempt))
+    final = attempt >= policy.attempts or not registration.options.retries(exc)
+    delay = 0.0 if final else exc.after if isinstance(exc, Retry) else policy.delay(attempt)
+    retry_at = None if final else retry_due(delay) if delay > 0 else datetime.now(UTC)
+    status = runs.FAILED if final else runs.RETRYING
     with Session(runtime.engine) as session, session.begin():
-        if not runs.finish(session, event_id, registration.name, claimed.token, runs.FAILED if final else runs.RETRYING, error, retry_at):
+        if not runs.finish(session, event.id, registration.name, claimed.token, status, runs.error_text(error, trace), retry_at):
             return "lease lost"
     if final:
-        log.error("handler %s on event %s failed for good after %d attempt(s): %s", registration.name, event_id, attempt, error)
-        gave_up(runtime, event_id)
+        log.error("handler %s on event %s failed for good after %d attempt(s): %s\n%s", registration.name, event.id, attempt, error, trace.rstrip())
+        gave_up(runtime, event.id)
+        call_give_up_hooks(runtime, registration, Failure(registration.name, event.id, event, error, trace, attempt, exc))
         return runs.FAILED
-    log.warning("handler %s on event %s failed (attempt %d of %d), retry at %s: %s", registration.name, event_id, attempt, policy.attempts, retry_at.isoformat(timespec="seconds"), error)
-    runtime.handler_queue.enqueue_at(retry_at, RUN_HANDLER, registration.name, [event_id], "retry", job_timeout=int(policy.timeout) + 60)
+    # The traceback the first time; the run's last_error keeps the latest one.
+    detail = "\n" + trace.rstrip() if attempt == 1 else ""
+    log.warning("handler %s on event %s failed (attempt %d of %d), retry at %s: %s%s", registration.name, event.id, attempt, policy.attempts, retry_at.isoformat(timespec="seconds"), error, detail)
+    if delay > 0:
+        runtime.handler_queue.enqueue_at(retry_at, RUN_HANDLER, registration.name, [event.id], "retry", job_timeout=int(policy.timeout) + 60)
+    else:  # no wait asked for: queued now, not rounded up to the scheduler's next second
+        enqueue_runs(runtime, registration.name, [event.id], "retry")
     return runs.RETRYING
 
 
 def gave_up(runtime: WorkerRuntime, event_id: str) -> None:
     """A handler failed for good on this event: a redelivery of it must be queued again, to re-run it."""
     runtime.redis.delete(seen_key(event_id))
+
+
+def call_give_up_hooks(runtime: WorkerRuntime, registration: Registration, failure: Failure) -> None:
+    """The handler's ``on_give_up``, then the global one, once the run is recorded as failed: a hook
+    that raises or hangs is logged and stopped at the handler's timeout, never changing the outcome."""
+    timeout = policy_for(runtime, registration).timeout
+    for hook in (registration.options.on_give_up, runtime.registry.on_give_up):
+        if hook is None:
+            continue
+        try:
+            with time_limit(timeout):
+                hook(failure)
+        except Exception as exc:
+            log.error("the give-up hook %s of handler %s failed on event %s: %s", getattr(hook, "__qualname__", hook), registration.name, failure.event_id, _describe(exc), exc_info=exc)
 
 
 def enqueue_runs(runtime: WorkerRuntime, handler: str, event_ids: list[str], mode: str = "new", claimed_at: datetime | None = None) -> None:

@@ -17,6 +17,7 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from workers import processing, runs
+from workers.handlers import Failure
 from workers.models import HandlerRun
 from workers.runtime import WorkerRuntime
 
@@ -65,6 +66,7 @@ def requeue_stuck_runs(runtime: WorkerRuntime, limit: int = SWEEP_LIMIT) -> int:
         taken += 1
         if final:
             processing.gave_up(runtime, event_id)
+            processing.call_give_up_hooks(runtime, registration, Failure(handler, event_id, None, error, None, attempts))
         else:
             to_queue.setdefault((handler, "new" if status == runs.PENDING else "retry"), []).append(event_id)
     for (handler, mode), event_ids in to_queue.items():

@@ -2,24 +2,25 @@
 
 A handler is a callable ``handler(event, session)``, or an object with a ``handle(event,
 session)`` method; ``"*"`` matches every entity type or operation. Each registration carries
-its own timeout, attempts, retry delay and ordering, which default to the worker's settings.
+its own ``HandlerOptions`` (timeout, attempts, retry delay, ordering, which errors to retry,
+a give-up hook), whose unset fields default to the worker's settings.
 The name is the handler's stable key in the ledger (``aiwyn_handler_runs.handler``): renaming
 a handler orphans its history, so give long-lived handlers an explicit name.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from workers.events import OPERATIONS, Event
+from workers.handlers import ANY, GiveUpHook, HandlerOptions
 
 Handler = Callable[[Event, Session], Any]
 BatchHandler = Callable[[Sequence[Event], Session], Any]
-ANY = "*"
 
 
 class RegistryError(ValueError):
@@ -32,10 +33,7 @@ class Registration:
     handler: Handler
     entity_types: frozenset[str]
     operations: frozenset[str]
-    timeout: float | None = None
-    attempts: int | None = None
-    retry_delay: float | None = None
-    ordered: bool = False
+    options: HandlerOptions = HandlerOptions()
     # The built-in mirror applies a whole batch in one statement; custom handlers run per event.
     batch_handler: BatchHandler | None = None
 
@@ -69,6 +67,7 @@ class HandlerRegistry:
 
     def __init__(self) -> None:
         self._registrations: dict[str, Registration] = {}
+        self.on_give_up: GiveUpHook | None = None  # every handler's, beside its own (AIWYN_RECEIVER_ON_GIVE_UP)
 
     def register(
         self,
@@ -77,13 +76,14 @@ class HandlerRegistry:
         operations: str | Iterable[str] = ANY,
         *,
         name: str | None = None,
-        timeout: float | None = None,
-        attempts: int | None = None,
-        retry_delay: float | None = None,
-        ordered: bool = False,
+        options: HandlerOptions | None = None,
         batch_handler: BatchHandler | None = None,
+        **option_fields: Any,
     ) -> Registration:
-        """Add a handler; its name (default: module and qualified name) must be unique."""
+        """Add a handler; its name (default: module and qualified name) must be unique.
+
+        ``options``, or its fields as keywords (``timeout=5, attempts=3``, see ``HandlerOptions``).
+        """
         name = name or f"{getattr(handler, '__module__', '?')}.{getattr(handler, '__qualname__', type(handler).__qualname__)}"
         types, ops = _names(entity_types), _names(operations)
         if not types or not ops:
@@ -93,11 +93,12 @@ class HandlerRegistry:
             raise RegistryError(f"handler {name}: unknown operations {sorted(unknown)}")
         if name in self._registrations:
             raise RegistryError(f"handler {name} is registered twice")
-        if timeout is not None and timeout <= 0 or attempts is not None and attempts < 1 or retry_delay is not None and retry_delay < 0:
-            raise RegistryError(f"handler {name}: timeout and attempts must be positive, retry_delay not negative")
-        registration = Registration(
-            name, as_callable(handler), types, ops, timeout, attempts, retry_delay, ordered, batch_handler
-        )
+        try:
+            options = replace(options or HandlerOptions(), **option_fields)
+        except TypeError as exc:
+            raise RegistryError(f"handler {name}: {exc}") from exc
+        _check(name, options)
+        registration = Registration(name, as_callable(handler), types, ops, options, batch_handler)
         self._registrations[name] = registration
         return registration
 
@@ -112,6 +113,27 @@ class HandlerRegistry:
 
     def __len__(self) -> int:
         return len(self._registrations)
+
+
+def _check(name: str, options: HandlerOptions) -> None:
+    timeout, attempts, retry_delay = options.timeout, options.attempts, options.retry_delay
+    if timeout is not None and timeout <= 0 or attempts is not None and attempts < 1 or retry_delay is not None and retry_delay < 0:
+        raise RegistryError(f"handler {name}: timeout and attempts must be positive, retry_delay not negative")
+    for kind in ("retry_on", "no_retry_on"):
+        if not all(isinstance(error, type) and issubclass(error, BaseException) for error in getattr(options, kind)):
+            raise RegistryError(f"handler {name}: {kind} takes exception classes")
+    if options.on_give_up is not None and not callable(options.on_give_up):
+        raise RegistryError(f"handler {name}: on_give_up is not callable")
+
+
+def unknown_entity_types(registry: HandlerRegistry, known: Collection[str]) -> dict[str, list[str]]:
+    """Handlers named for entity types outside ``known`` (a typo never matches): handler -> those types."""
+    found = {}
+    for registration in registry:
+        unknown = sorted(registration.entity_types - set(known) - {ANY})
+        if unknown:
+            found[registration.name] = unknown
+    return found
 
 
 MIRROR = "mirror"

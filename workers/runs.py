@@ -94,10 +94,33 @@ def claim_batch(session: Session, handler: str, event_ids: Sequence[str]) -> set
     return set(execute_many(session, statement, rows).scalars())
 
 
+TRACEBACK_LIMIT = 8000  # characters of a failure's traceback kept in ``last_error`` (its innermost frames)
+_TRACEBACK_START = "\n\nTraceback (most recent call last):\n"
+
+
+def error_text(error: str, traceback: str | None) -> str:
+    """What ``last_error`` holds: the one-line ``Type: message``, then the traceback, bounded."""
+    if not traceback:
+        return error
+    body = traceback.removeprefix(_TRACEBACK_START[2:])
+    if len(body) > TRACEBACK_LIMIT:
+        body = "  ...\n" + body[-TRACEBACK_LIMIT:]
+    return error + _TRACEBACK_START + body
+
+
+def split_error(last_error: str | None) -> tuple[str | None, str | None]:
+    """``last_error`` as (error, traceback or None)."""
+    if last_error is None or _TRACEBACK_START not in last_error:
+        return last_error, None
+    error, _, body = last_error.partition(_TRACEBACK_START)
+    return error, _TRACEBACK_START[2:] + body
+
+
 @dataclass(frozen=True)
 class Claim:
     token: str
     attempt: int  # this one, counting from 1 since the run was last replayed or redelivered
+    replay: bool = False  # the run had failed for good before: this set of attempts is a replay's or a redelivery's
 
 
 def claim(engine: Engine, event_id: str, handler: str, lease_seconds: float, mode: str = "new", failed_before: datetime | None = None) -> Claim | None:
@@ -111,7 +134,7 @@ def claim(engine: Engine, event_id: str, handler: str, lease_seconds: float, mod
     if failed_before is not None:
         more.append(and_(HandlerRun.status == FAILED, HandlerRun.updated_at < db_time(failed_before, engine.dialect.name)))
     with Session(engine) as session, session.begin():
-        attempt = session.scalar(
+        claimed = session.execute(
             update(HandlerRun)
             .where(HandlerRun.event_id == event_id, HandlerRun.handler == handler, _claimable(now, CLAIMABLE[mode], *more))
             .values(
@@ -124,9 +147,9 @@ def claim(engine: Engine, event_id: str, handler: str, lease_seconds: float, mod
                 next_attempt_at=None,
                 updated_at=now,
             )
-            .returning(HandlerRun.attempts - HandlerRun.attempt_base)
-        )
-    return None if attempt is None else Claim(token, attempt)
+            .returning(HandlerRun.attempts - HandlerRun.attempt_base, HandlerRun.attempt_base)
+        ).one_or_none()
+    return None if claimed is None else Claim(token, claimed[0], claimed[1] > 0)
 
 
 def finish(

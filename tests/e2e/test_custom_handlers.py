@@ -43,6 +43,7 @@ def handler_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
         pytest.skip("TEST_POSTGRES_URL is not set")
     directory = tmp_path_factory.mktemp(f"handlers-{request.param}")
     (directory / "state").mkdir()
+    (directory / "archive").mkdir()
     install_example(directory / "site")
     with throwaway_database(request.param, directory) as database_url:
         running = start_stack(
@@ -52,7 +53,8 @@ def handler_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
             AIWYN_RECEIVER_HANDLER_ATTEMPTS="3",
             AIWYN_RECEIVER_HANDLER_RETRY_DELAY="0.3",
             AIWYN_E2E_STATE=str(directory / "state"),
-            AIWYN_AUDIT_LOG=str(directory / "audit.jsonl"),
+            AIWYN_AUDIT_ARCHIVE=str(directory / "archive"),
+            AIWYN_AUDIT_GIVE_UPS=str(directory / "give-ups.jsonl"),
             PYTHONPATH=str(directory / "site"),
         )
         try:
@@ -121,7 +123,51 @@ def test_flaky_and_broken_handlers_then_a_replay(handler_stack: Stack) -> None:
     assert {e.status for e in stack.ledger() if e.event_id in events} == {"processed"}
     assert sorted(state(stack, "flaky.done")) == sorted(events)  # the replay re-ran only the failed handler
 
-    # The example package's handler, found through its entry point, saw every event once.
-    audit = [json.loads(line) for line in (stack.directory / "audit.jsonl").read_text().splitlines()]
-    assert sorted(line["event"] for line in audit if line["type"] == "client") == sorted(events)
-    assert any(line["type"] == "staff" for line in audit)
+    # The example package's handler, found through its entry point, logged every event once,
+    # in its own table, made by its own migration.
+    audit = audit_rows(stack)
+    assert sorted(e for e, row in audit.items() if row["entity_type"] == "client") == sorted(events)
+    assert any(row["entity_type"] == "staff" for row in audit.values())
+    assert all((row["attempt"], bool(row["replay"])) == (1, False) for row in audit.values())
+    payloads = {e.event_id: e.payload for e in stack.ledger()}
+    some = sorted(events)[0]
+    assert (stack.directory / "archive" / f"{some}.json").read_bytes() == payloads[some].encode()  # event.raw
+
+
+def audit_rows(stack: Stack) -> dict[str, dict]:
+    with Session(stack.engine) as session:
+        return {row["event_id"]: dict(row) for row in session.execute(sqlalchemy.text("SELECT * FROM aiwyn_audit_log")).mappings()}
+
+
+def test_the_example_package_retries_as_asked_gives_up_and_is_replayed_by_the_workers(handler_stack: Stack) -> None:
+    stack = handler_stack
+    with Session(stack.engine) as session:
+        heads = set(session.scalars(sqlalchemy.text("SELECT version_num FROM alembic_version")))
+    assert "audit_log_0001" in heads and len(heads) == 2  # the service's branch and the package's
+    archive = stack.directory / "archive"
+    archive.rename(stack.directory / "archive-unmounted")
+    created = stack.records("POST", *({"type": "contact", "attributes": {"email": f"c{n}@example.com"}} for n in range(2))).json()["data"]["records"]
+    contacts = {c["id"] for c in created}
+    ledgered = lambda: {e.event_id for e in stack.ledger() if e.record_id in contacts}  # noqa: E731
+    wait_for(lambda: len(ledgered()) == 2, timeout=20, what="the contacts' events")
+    events = ledgered()
+
+    # Retry(after=1) three times (attempts=3), then the failed list and the package's give-up hook.
+    wait_for(lambda: all((r := runs_of(stack, "audit-log").get(e)) and r.status == "failed" for e in events), timeout=30, what="audit-log to give up")
+    give_ups = [json.loads(line) for line in (stack.directory / "give-ups.jsonl").read_text().splitlines()]
+    assert sorted(g["event"] for g in give_ups) == sorted(events)
+    assert all(g["attempts"] == 3 and g["error"].startswith("Retry: the archive") for g in give_ups)
+    listed = workers_cli(stack, "failed", "list", "--json", "--handler", "audit-log")
+    rows = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert sorted(r["event_id"] for r in rows) == sorted(events)
+    assert all("aiwyn_audit_log/handlers.py" in r["traceback"] and "raise Retry(after=1" in r["traceback"] for r in rows)
+    assert not set(events) & set(audit_rows(stack))  # nothing written by the failed attempts
+
+    # The disk is back: the replay is handed to the workers, and each change is logged once, as a replay.
+    (stack.directory / "archive-unmounted").rename(archive)
+    queued = workers_cli(stack, "failed", "replay", "--handler", "audit-log", "--enqueue", AIWYN_RECEIVER_HANDLER_MODULES="")
+    assert queued.returncode == 0 and "queued 2 replay(s)" in queued.stdout, queued.stderr
+    wait_for(lambda: all(runs_of(stack, "audit-log")[e].status == "succeeded" for e in events), timeout=30, what="the replays")
+    audit = audit_rows(stack)
+    assert all((audit[e]["attempt"], bool(audit[e]["replay"])) == (1, True) for e in events)
+    assert all((archive / f"{e}.json").exists() for e in events)

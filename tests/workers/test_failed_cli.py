@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import types
@@ -21,6 +22,7 @@ from config import Settings
 from config.settings import _FIELDS
 from tests.events import event_body
 from tests.workers.conftest import MakeRuntime, deliver, ledger_row, statuses
+from workers import processing
 from workers.cli import cli
 from workers.discovery import load_registry
 from workers.events import Event
@@ -178,3 +180,33 @@ def test_list_and_show_print_utc_whatever_the_database_session_zone(runtime: Wor
     dated = invoke(elsewhere, "list", "--since", "2026-03-02T12:00:00", "--until", "2026-03-02T12:00:01")
     assert dated.stdout.startswith("2026-03-02 12:00:00  evt_2"), dated.output
     assert "last: 2026-03-02 12:00:00" in invoke(elsewhere, "show", "evt_2").stdout
+
+
+def test_list_json_and_show_give_the_full_error_and_traceback(runtime: WorkerRuntime, env: dict[str, str], engine: sqlalchemy.Engine) -> None:
+    long_error = "DoNotRetry: " + "x" * 300
+    with Session(engine) as session, session.begin():
+        session.execute(update(HandlerRun).where(HandlerRun.event_id == "evt_3").values(last_error=long_error))
+    lines = invoke(env, "list", "--json").stdout.splitlines()
+    rows = [json.loads(line) for line in lines]
+    assert [(r["event_id"], r["handler"], r["entity_type"], r["attempts"]) for r in rows] == [
+        ("evt_1", "broken", "client", 1), ("evt_2", "broken", "contact", 1), ("evt_3", "broken", "client", 1),
+    ]  # fmt: skip
+    assert rows[0]["error"] == "DoNotRetry: the CRM rejects evt_1"
+    assert rows[0]["traceback"].startswith("Traceback (most recent call last):") and "in broken" in rows[0]["traceback"]
+    assert rows[2]["error"] == long_error and rows[2]["traceback"] is None
+    assert long_error in invoke(env, "list").stdout  # the text list no longer cuts the error
+    shown = invoke(env, "show", "evt_1").stdout
+    assert "Traceback (most recent call last):" in shown and f'File "{__file__}"' in shown and "in broken" in shown
+
+
+def test_replay_enqueue_hands_the_replays_to_the_workers(runtime: WorkerRuntime, env: dict[str, str], state: State, engine: sqlalchemy.Engine) -> None:
+    state.fixed = True
+    here = env | {"AIWYN_RECEIVER_HANDLER_MODULES": ""}  # the command needs no handler code when it only queues
+    queued = invoke(here, "replay", "--all", "--enqueue")
+    assert queued.exit_code == 0, queued.output
+    assert "queued 3 replay(s) in 1 job(s)" in queued.stdout
+    assert state.calls == {"broken": 3, "fine": 3}  # nothing ran in the command
+    [job] = runtime.handler_queue.get_jobs()
+    assert job.args[:3] == ("broken", ["evt_1", "evt_2", "evt_3"], "replay")
+    processing.run_handler(runtime, *job.args)  # what the worker that takes the job does
+    assert statuses(engine, "broken") == dict.fromkeys(("evt_1", "evt_2", "evt_3"), "succeeded")

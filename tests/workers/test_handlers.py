@@ -23,7 +23,7 @@ from workers import failed, processing, runs, shutdown
 from workers.delivery_batches import DeliveryBatches
 from workers.discovery import HandlerLoadError, load_registry
 from workers.events import Event
-from workers.handlers import DoNotRetry, handler
+from workers.handlers import DoNotRetry, HandlerOptions, handler
 from workers.models import HandlerRun, LedgerEntry, MirroredRecord
 from workers.recovery import requeue_stuck_runs
 from workers.registry import HandlerRegistry, default_registry
@@ -197,8 +197,8 @@ def test_handlers_are_found_from_the_setting_and_labelled_with_the_decorator(set
     assert [r.name for r in registry] == ["mirror", "my_handlers.notify", "audit"]
     notify_registration = registry.get("my_handlers.notify")
     assert (notify_registration.entity_types, notify_registration.operations) == ({"client"}, {"CREATE", "UPDATE"})
-    assert (notify_registration.timeout, notify_registration.attempts) == (3, 2)
-    assert registry.get("audit").ordered
+    assert notify_registration.options == HandlerOptions(timeout=3, attempts=2)
+    assert registry.get("audit").options.ordered
 
 
 def test_a_handler_module_that_fails_to_import_stops_the_start(settings: Settings) -> None:
