@@ -11,7 +11,7 @@ import redis
 from rq.timeouts import JobTimeoutException
 
 from config.job_contract import wake_key
-from workers import backfill_events, processing, shutdown
+from workers import backfill_events, outages, processing, shutdown
 from workers.delivery_batches import Batch
 from workers.runtime import WorkerRuntime, current_runtime
 from workers.sync import backfill
@@ -47,7 +47,10 @@ def drain_deliveries(queue_name: str) -> int:
             follow_ups = processing.process_batch(runtime, batch.deliveries, batch.claimed_at)
             processing.enqueue_follow_ups(runtime, follow_ups)
         except Exception as exc:
-            if processing.is_outage(exc) or isinstance(exc, redis.RedisError):
+            if processing.is_outage(exc):
+                _database_error(runtime, batch, exc)
+                break
+            if isinstance(exc, redis.RedisError):
                 runtime.batches.abandon(batch, retry_in=(runtime.settings.job_retry_intervals or (5,))[0])
                 raise
             # Not an outage: counted, so that a batch that cannot succeed is split, then dead-lettered.
@@ -70,6 +73,24 @@ def drain_deliveries(queue_name: str) -> int:
     if done:
         log.info("drained %d deliveries", done)
     return done
+
+
+def _database_error(runtime: WorkerRuntime, batch: Batch, exc: Exception) -> None:
+    """Give the batch back, without RQ's failure path (a traceback and a retry per attempt). A
+    database that is gone: the batch is due at once, and the worker waits for the database
+    before its next job (``DrainWorker``). One that answers (a locked or full database, say):
+    the batch is retried after the first retry interval, so nothing spins on it."""
+    if outages.database_answers(runtime.engine):
+        retry_in = (runtime.settings.job_retry_intervals or (5,))[0]
+        log.warning("batch %s given back for %d s: %s", batch.key, retry_in, _first_line(exc))
+        runtime.batches.abandon(batch, retry_in=retry_in)
+        return
+    runtime.batches.abandon(batch, retry_in=0)
+    outages.database_lost.notice(exc)
+
+
+def _first_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"[:300]
 
 
 def _batch_failed(runtime: WorkerRuntime, batch: Batch, exc: Exception) -> None:

@@ -6,6 +6,9 @@ import logging
 import time
 from collections.abc import Callable
 
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
+
 MAX_PAUSE = 5.0
 
 
@@ -29,3 +32,36 @@ def wait_until_back(what: str, check: Callable[[], object], error: BaseException
         waited = time.monotonic() - started
         log.warning("%s is back after %.1fs", what, waited)
         return waited
+
+
+class Noticed:
+    """A dependency a job found gone, after giving its work back: the worker's loop waits for it
+    before the next job (a job never waits itself: RQ's job timeout would end it)."""
+
+    def __init__(self) -> None:
+        self._error: BaseException | None = None
+
+    def notice(self, error: BaseException) -> None:
+        self._error = error
+
+    def take(self) -> BaseException | None:
+        """The error noticed since the last call, if any; clears it."""
+        error, self._error = self._error, None
+        return error
+
+
+database_lost = Noticed()
+
+
+def ping_database(engine: Engine) -> None:
+    """Raise ``SQLAlchemyError`` unless the database answers a ``SELECT 1``."""
+    with engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+
+
+def database_answers(engine: Engine) -> bool:
+    try:
+        ping_database(engine)
+    except SQLAlchemyError:
+        return False
+    return True

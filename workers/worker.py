@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -14,8 +15,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from aiwyn_api.client import AiwynAPIError
 from config import SettingsError
-from config.reachability import redis_place
-from workers import shutdown
+from config.reachability import database_place, redis_place
+from workers import outages, processing, shutdown
 from workers.outages import wait_until_back
 from workers.recovery import requeue_stuck_runs
 from workers.runtime import WorkerRuntime
@@ -42,6 +43,7 @@ class DrainWorker(SimpleWorker):
         super().__init__(*args, worker_ttl=WORKER_TTL, **kwargs)
         self._runtime = runtime
         self._next_run_sweep = 0.0
+        self._failing_sweeps: set[str] = set()
 
     # RQ's work loop quits on any exception it does not expect, a lost Redis among them: the
     # steps of the loop that talk to Redis wait for it instead. A job in hand when Redis went
@@ -63,6 +65,35 @@ class DrainWorker(SimpleWorker):
             super().execute_job(job, queue)
         except self._REDIS_ERRORS as exc:
             self._ride_out(exc)
+        lost = outages.database_lost.take()
+        if lost is not None:
+            self._ride_out_database(lost)
+
+    # A job that loses the database gives its work back (a drain job its batch, see
+    # ``jobs.drain_deliveries``; others through RQ's retry) and the worker waits for the
+    # database before it takes another job: one line when it goes, one when it is back.
+    def _ride_out_database(self, error: BaseException) -> None:
+        def check() -> None:
+            try:
+                SimpleWorker.heartbeat(self)  # still alive to RQ while it waits
+            except redis.RedisError:
+                pass  # the loop's next step that needs Redis waits for it
+            outages.ping_database(self._runtime.engine)
+
+        where = f"database {database_place(self._runtime.settings.database_url)}"
+        wait_until_back(where, check, error, self.log, (SQLAlchemyError,), stop=shutdown.stopping.is_set)
+        try:
+            self._runtime.batches.wake_if_needed()  # the batches given back are due: drain them now
+        except redis.RedisError:
+            pass
+
+    def handle_exception(self, job: Any, *exc_info: Any) -> None:
+        error = exc_info[1] if len(exc_info) > 1 else None
+        if error is not None and processing.is_outage(error) and not outages.database_answers(self._runtime.engine):
+            self.log.warning("job %s (%s): the database does not answer (%s); RQ retries the job", job.id, job.description, type(error).__name__)
+            outages.database_lost.notice(error)
+            return
+        super().handle_exception(job, *exc_info)
 
     def dequeue_job_and_maintain_ttl(self, timeout: int | None, max_idle_time: int | None = None) -> Any:
         while True:
@@ -101,17 +132,32 @@ class DrainWorker(SimpleWorker):
                 raise
             self._ride_out(exc)
         if pipeline is None:
-            try:
-                self._runtime.batches.wake_if_needed()
-            except redis.RedisError as exc:
-                self.log.warning("sweep for waiting deliveries failed: %s", type(exc).__name__)
+            self._sweep("waiting deliveries", self._runtime.batches.wake_if_needed)
             # Only where handler jobs are taken: idle then means none of them waits in the queue.
             if self._runtime.handler_queue.name in self.queue_names() and time.monotonic() >= self._next_run_sweep:
                 self._next_run_sweep = time.monotonic() + RUN_SWEEP_INTERVAL
-                try:
-                    requeue_stuck_runs(self._runtime)
-                except (SQLAlchemyError, redis.RedisError) as exc:
-                    self.log.warning("sweep for stuck handler runs failed: %s", type(exc).__name__)
+                self._sweep("stuck handler runs", lambda: requeue_stuck_runs(self._runtime))
+
+    def _sweep(self, what: str, sweep: Callable[[], object]) -> None:
+        """One of the idle worker's sweeps; a failure is said when it starts and when it ends, not at
+        every heartbeat, and a lost database is waited for as a job would."""
+        try:
+            sweep()
+        except SQLAlchemyError as exc:
+            if processing.is_outage(exc) and not outages.database_answers(self._runtime.engine):
+                self._ride_out_database(exc)
+                return
+            problem = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"[:300]
+        except redis.RedisError as exc:
+            problem = type(exc).__name__
+        else:
+            if what in self._failing_sweeps:
+                self._failing_sweeps.discard(what)
+                self.log.warning("sweep for %s works again", what)
+            return
+        if what not in self._failing_sweeps:
+            self._failing_sweeps.add(what)
+            self.log.warning("sweep for %s failed: %s; tried again at each heartbeat", what, problem)
 
 
 def start_sync_ticker(runtime: WorkerRuntime) -> threading.Thread:

@@ -8,16 +8,19 @@ import hashlib
 import hmac
 import json
 import signal
+import sqlite3
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 import redis
+import sqlalchemy
 
 from devstack.services import start_redis
 from tests.e2e.stack import Stack, start_stack, wait_for
 from tests.events import event_body
+from workers.models import SyncState
 
 pytestmark = pytest.mark.e2e
 
@@ -25,7 +28,8 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     directory = tmp_path_factory.mktemp("outages")
-    running = start_stack(directory, f"sqlite:///{directory / 'mirror.sqlite3'}", durable_redis=True)
+    # A short job timeout: a batch whose worker lost Redis mid-job is taken over when it ends.
+    running = start_stack(directory, f"sqlite:///{directory / 'mirror.sqlite3'}", durable_redis=True, AIWYN_RECEIVER_JOB_TIMEOUT="10")
     try:
         yield running
     finally:
@@ -106,3 +110,43 @@ def test_redis_sigkill_and_restart_under_a_stream(stack: Stack) -> None:
     for name in ("web", "worker"):
         assert stack.processes[name].alive(), stack.processes[name].output()[-3000:]
     assert "unhandled exception, quitting" not in stack.processes["worker"].output()
+
+
+def backfills_done(stack: Stack) -> bool:
+    with stack.engine.connect() as connection:
+        states = connection.execute(sqlalchemy.select(SyncState.backfill_completed_at)).scalars().all()
+    return bool(states) and all(states)
+
+
+def test_a_worker_holding_a_drain_job_when_redis_dies_waits_for_it(stack: Stack) -> None:
+    """The drain job has claimed a batch and is inside its transaction (the test holds SQLite's
+    write lock) when Redis is SIGKILLed; the lock is let go while Redis is down, so the job's
+    next Redis call (releasing the batch) and RQ's own bookkeeping after it fail. Before issue
+    13 the worker quit there ("found an unhandled exception, quitting"); now it waits for Redis
+    and the batch is taken over when its lease ends."""
+    worker, client = stack.processes["worker"], redis.Redis.from_url(stack.env["REDIS_URL"])
+    port = int(stack.env["REDIS_URL"].rsplit(":", 1)[1].split("/")[0])
+    wait_for(lambda: backfills_done(stack), timeout=60, what="the first start's backfills done (their jobs write too)")
+    lock = sqlite3.connect(stack.database_url.removeprefix("sqlite:///"), isolation_level=None)
+    try:
+        lock.execute("BEGIN IMMEDIATE")
+        assert post_signed(stack, "evt_held", our_body(stack, "evt_held", record_id="rec_held")) == 202
+        wait_for(lambda: client.zcard("aiwyn:aiwyn-events:batches") == 1 and client.llen("aiwyn:aiwyn-events:deliveries") == 0, what="the batch claimed")
+        time.sleep(1.5)  # Redis' appendfsync everysec: the claim is on disk
+        stack.processes["redis"].signal(signal.SIGKILL)
+        stack.processes["redis"].popen.wait(10)
+    finally:
+        lock.rollback()
+        lock.close()
+    wait_for(lambda: "evt_held" in {e.event_id for e in stack.ledger()}, timeout=30, what="the held batch committed")
+    wait_for(lambda: "lost" in worker.output().rsplit("evt_held", 1)[-1] or not worker.alive(), timeout=30, what="the worker to notice Redis is gone")
+    assert worker.alive(), f"the worker exited when Redis went away:\n{worker.output()[-3000:]}"
+    stack.processes["redis"], _ = start_redis(stack.directory / "redis", port=port, durable=True)
+    assert post_signed(stack, "evt_after", our_body(stack, "evt_after", record_id="rec_after")) == 202
+    wait_for(lambda: stack.mirror("rec_after"), timeout=30, what="a delivery after Redis' return mirrored")
+    client = redis.Redis.from_url(stack.env["REDIS_URL"])
+    wait_for(lambda: client.zcard("aiwyn:aiwyn-events:batches") == 0, timeout=40, what="the held batch taken over when its lease ended")
+    assert worker.alive(), worker.output()[-3000:]
+    assert "unhandled exception, quitting" not in worker.output()
+    assert stack.mirror("rec_held") is not None
+    assert [e.event_id for e in stack.ledger()].count("evt_held") == 1

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import replace
 
@@ -19,6 +21,8 @@ from receiver.delivery_queue import DeliveryQueue, Enqueued
 from tests.e2e.stack import base_env
 from tests.events import event_body
 from tests.workers.conftest import MakeRuntime
+from workers import shutdown
+from workers.migrate import upgrade
 from workers.models import MirroredRecord
 from workers.registry import default_registry
 from workers.runtime import start_runtime
@@ -46,7 +50,7 @@ def test_queued_deliveries_are_drained_by_one_rq_job(make_runtime: MakeRuntime, 
     assert 0 < redis_client.ttl("aiwyn:seen:evt_1") <= settings.dedupe_ttl
 
 
-def test_a_database_outage_retries_the_job_and_loses_nothing(make_runtime: MakeRuntime, settings: Settings, redis_client: redis.Redis, engine: sqlalchemy.Engine, tmp_path) -> None:  # noqa: ANN001
+def test_a_database_error_while_the_database_answers_gives_the_batch_back_for_a_while(make_runtime: MakeRuntime, settings: Settings, redis_client: redis.Redis, engine: sqlalchemy.Engine, tmp_path) -> None:  # noqa: ANN001
     outage = replace(settings, database_url=f"sqlite:///{tmp_path / 'not-migrated.sqlite3'}", job_retry_intervals=(1,))
     broken = start_runtime(outage, default_registry())  # every statement fails: no such table
     deliveries = DeliveryQueue(outage, redis_client)
@@ -54,17 +58,46 @@ def test_a_database_outage_retries_the_job_and_loses_nothing(make_runtime: MakeR
         deliveries.enqueue(f"evt_{i}", "sub_1", event_body(f"evt_{i}", record_id=f"rec_{i}"))
     [job] = broken.queue.jobs
     DrainWorker([broken.queue], connection=redis_client, runtime=broken).work(burst=True)
-    # The drain job failed and RQ will retry it in 1 s; its batch is given back for that long.
-    assert broken.queue.scheduled_job_registry.get_job_ids() == [job.id]
-    assert job.get_status(refresh=True) == JobStatus.SCHEDULED
+    # Not RQ's failure path: the job ends, its batch given back for the first retry interval
+    # (the database answers, so waiting for it would not help, and nothing spins on the batch).
+    assert job.get_status(refresh=True) == JobStatus.FINISHED and job.return_value() == 0
+    assert broken.queue.scheduled_job_registry.get_job_ids() == []
     assert mirrored(engine) == {}
     time.sleep(1.1)
-    # The database is back: RQ's retry of the job takes the given-back batch over.
+    # The database is fixed: an idle worker's sweep takes the given-back batch over.
     runtime = make_runtime()
-    DrainWorker([runtime.queue], connection=redis_client, runtime=runtime).work(burst=True, with_scheduler=True)
-    assert job.get_status() == JobStatus.FINISHED and job.return_value() == 5
+    DrainWorker([runtime.queue], connection=redis_client, runtime=runtime).work(burst=True)
     assert sorted(mirrored(engine)) == [f"rec_{i}" for i in range(5)]
     assert redis_client.keys("aiwyn:*:batch:*") == []
+
+
+def test_a_worker_waits_for_a_lost_database_and_drains_when_it_is_back(settings: Settings, redis_client: redis.Redis, tmp_path, caplog) -> None:  # noqa: ANN001
+    folder = tmp_path / "db"
+    url = f"sqlite:///{folder / 'mirror.sqlite3'}"
+    upgrade(url)
+    runtime = start_runtime(replace(settings, database_url=url, job_retry_intervals=(30,)), default_registry())
+    deliveries = DeliveryQueue(runtime.settings, redis_client)
+    for i in range(5):
+        deliveries.enqueue(f"evt_{i}", "sub_1", event_body(f"evt_{i}", record_id=f"rec_{i}"))
+    [job] = runtime.queue.jobs
+    folder.rename(tmp_path / "away")  # the database is gone: no connection can be opened
+    threading.Timer(1.5, lambda: (tmp_path / "away").rename(folder)).start()
+    guard = threading.Timer(60, shutdown.stopping.set)  # a broken wait ends the test, never hangs it
+    guard.start()
+    try:
+        with caplog.at_level(logging.INFO):
+            DrainWorker([runtime.queue], connection=redis_client, runtime=runtime).work(burst=True)
+    finally:
+        guard.cancel()
+        shutdown.stopping.clear()
+    # The job gave its batch back due at once and ended; the worker waited, then drained it.
+    assert job.get_status(refresh=True) == JobStatus.FINISHED
+    assert sorted(mirrored(runtime.engine)) == [f"rec_{i}" for i in range(5)]
+    assert redis_client.keys("aiwyn:*:batch:*") == []
+    said = [r.getMessage() for r in caplog.records if "database sqlite" in r.getMessage()]
+    assert len(said) == 2 and "lost (OperationalError)" in said[0] and "is back after" in said[1], said
+    assert not any(r.exc_info for r in caplog.records), "no traceback"
+    assert runtime.queue.failed_job_registry.count == 0
 
 
 def test_a_lost_wake_up_is_made_good_by_the_workers_sweep(make_runtime: MakeRuntime, settings: Settings, redis_client: redis.Redis, engine: sqlalchemy.Engine) -> None:
