@@ -8,6 +8,7 @@ from config import SettingsError, load_settings
 from config.lifecycle import stopping
 from config.logs import configure_logging
 from config.reachability import check_database, check_redis, summary
+from config.redis_exposure import open_redis_warning
 
 try:
     _settings = load_settings()
@@ -52,3 +53,6 @@ def when_ready(server) -> None:  # noqa: ANN001 - gunicorn's hook
     checks = [check_redis(_settings.redis_url), check_database(_settings.database_url, table=None)]
     level = logging.INFO if all(c.answering for c in checks) else logging.WARNING
     logging.getLogger("web").log(level, "%s", summary(checks))
+    exposed = open_redis_warning(_settings.redis_url)
+    if exposed:
+        logging.getLogger("web").warning("%s", exposed)

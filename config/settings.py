@@ -65,6 +65,7 @@ class Settings:
     # The workers: batches drained from the delivery list, and the handlers' run policy.
     batch_size: int = 200
     batch_max_failures: int = 5  # then the batch is split, and a delivery failing alone is dead-lettered
+    accept_deliveries_without_mac: bool = False  # for an upgrade only: items queued before deliveries carried a MAC
     startup_wait: int = 0  # seconds a worker waits for Redis and the database at start; 0: for ever
     handler_modules: tuple[str, ...] = ()
     handler_timeout: float = 30.0
@@ -315,6 +316,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     PREFIX + "INSTANCE": ("instance", _instance),
     PREFIX + "BATCH_SIZE": ("batch_size", _int(1, 1000)),
     PREFIX + "BATCH_MAX_FAILURES": ("batch_max_failures", _int(1, 100)),
+    PREFIX + "ACCEPT_DELIVERIES_WITHOUT_MAC": ("accept_deliveries_without_mac", _flag),
     PREFIX + "STARTUP_WAIT": ("startup_wait", _int(0, 86400)),
     PREFIX + "HANDLER_MODULES": ("handler_modules", _names),
     PREFIX + "HANDLER_TIMEOUT": ("handler_timeout", _positive_float),

@@ -17,9 +17,11 @@ from rq.job import Job
 
 from config import Settings
 from config.job_contract import (
+    JOB_SERIALIZER,
     WAKE_IS_LIVE_LUA,
     WAKE_TTL_SECONDS,
     deliveries_key,
+    delivery_mac_keys,
     enqueue_drain,
     new_drain_job_id,
     pack_delivery,
@@ -55,7 +57,8 @@ class DeliveryQueue:
         self._settings = settings
         self._connection = connection
         self._push = connection.register_script(_PUSH)
-        self._queue = Queue(settings.queue_name, connection=connection)
+        self._queue = Queue(settings.queue_name, connection=connection, serializer=JOB_SERIALIZER)
+        self._mac_key = delivery_mac_keys(settings.require_secrets_key())[0]
         self._keys = [deliveries_key(settings.queue_name), wake_key(settings.queue_name)]
 
     def enqueue(self, event_id: str, subscription_id: str, body: bytes) -> Enqueued:
@@ -63,7 +66,7 @@ class DeliveryQueue:
         job_id = new_drain_job_id()
         fresh, wake = self._push(
             keys=[seen_key(event_id), *self._keys],
-            args=[self._settings.dedupe_ttl, pack_delivery(event_id, subscription_id, body), WAKE_TTL_SECONDS, Job.redis_job_namespace_prefix, job_id],
+            args=[self._settings.dedupe_ttl, pack_delivery(event_id, subscription_id, body, self._mac_key), WAKE_TTL_SECONDS, Job.redis_job_namespace_prefix, job_id],
         )
         if wake:
             self.wake(job_id)

@@ -15,7 +15,7 @@ from flask.testing import FlaskClient
 from rq import Queue
 
 from config import Settings
-from config.job_contract import DRAIN_DELIVERIES, MAX_EVENT_ID, deliveries_key, unpack_delivery
+from config.job_contract import DRAIN_DELIVERIES, JOB_SERIALIZER, MAX_EVENT_ID, deliveries_key, unpack_delivery
 from devstack.services import free_port, start_redis
 from receiver import create_app
 from receiver.signatures import decode_secret, sign
@@ -57,7 +57,7 @@ def test_a_genuine_delivery_is_queued_with_the_contracts_arguments(client: Flask
     answer = client.post("/webhooks/aiwyn", data=body, headers=headers)
     assert answer.status_code == 202
     assert queued(settings, redis_client) == [("evt_A1", SUB, body)]
-    [job] = Queue(settings.queue_name, connection=redis_client).jobs
+    [job] = Queue(settings.queue_name, connection=redis_client, serializer=JOB_SERIALIZER).jobs
     assert (job.func_name, job.args) == (DRAIN_DELIVERIES, (settings.queue_name,))
 
 

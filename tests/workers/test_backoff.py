@@ -77,4 +77,4 @@ def test_a_failed_attempt_is_scheduled_after_the_handlers_delay(make_runtime: Ma
     nominal = 100.0 * 2 ** (attempt - 1)
     assert nominal / 2 - 1 <= waited <= nominal + 1  # the clock moves between the two timestamps
     [job_id] = runtime.handler_queue.scheduled_job_registry.get_job_ids()[-1:]
-    assert runtime.handler_queue.fetch_job(job_id).args == ("flaky", ["evt_1"], "retry")
+    assert runtime.handler_queue.fetch_job(job_id).args == ["flaky", ["evt_1"], "retry"]  # JSON: a list
