@@ -1,11 +1,37 @@
-"""Logging set-up shared by every process: one line per record, timestamps in UTC."""
+"""Logging set-up shared by every process: one line per record, timestamps in UTC, no callback token."""
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+# The callback token (AIWYN_RECEIVER_CALLBACK_TOKEN) is a secret path segment: whatever logs a
+# path or the callback URL (registration's plan, Flask's "Exception on <path>", gunicorn's
+# "Error handling request <path>") shows it as [token].
+_TOKEN_IN_PATH = re.compile(r"(/webhooks/aiwyn/)[^\s'\"?#/\\]+")
+
+
+def redact(text: str) -> str:
+    """``text`` with every ``/webhooks/aiwyn/<token>`` written ``/webhooks/aiwyn/[token]``."""
+    return _TOKEN_IN_PATH.sub(r"\1[token]", text) if "/webhooks/aiwyn/" in text else text
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites a record's message and traceback without the callback token, before any handler formats it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        return True
 
 
 def configure_logging(level: str) -> None:
@@ -17,7 +43,13 @@ def configure_logging(level: str) -> None:
         handler = logging.StreamHandler()
         handler._aiwyn = True  # type: ignore[attr-defined]
         handler.setFormatter(formatter)
+        handler.addFilter(RedactingFilter())
         root.addHandler(handler)
     root.setLevel(level)
+    # gunicorn's own loggers do not propagate to ours: they get the filter themselves.
+    for name in ("gunicorn.error", "gunicorn.access"):
+        gunicorn_logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactingFilter) for f in gunicorn_logger.filters):
+            gunicorn_logger.addFilter(RedactingFilter())
     # httpx logs every request at INFO: a backfill's hundreds of pages would drown what matters.
     logging.getLogger("httpx").setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
