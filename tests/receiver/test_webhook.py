@@ -58,7 +58,7 @@ def test_a_genuine_delivery_is_queued_with_the_contracts_arguments(client: Flask
     assert answer.status_code == 202
     assert queued(settings, redis_client) == [("evt_A1", SUB, body)]
     [job] = Queue(settings.queue_name, connection=redis_client, serializer=JOB_SERIALIZER).jobs
-    assert (job.func_name, job.args) == (DRAIN_DELIVERIES, (settings.queue_name,))
+    assert (job.func_name, job.args) == (DRAIN_DELIVERIES, [settings.queue_name])  # JSON: a list
 
 
 def test_the_longest_webhook_id_the_ledger_can_hold_is_accepted(client: FlaskClient, settings: Settings, redis_client: redis.Redis) -> None:
