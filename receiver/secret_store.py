@@ -28,6 +28,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from aiwyn_api.client import AiwynAPIError, AiwynClient
 from config import Settings
 from config.wire import SECRET_PREFIXES, scheme_for_algorithm
+from receiver.signatures import VerificationError, decode_secret, key_problem
 
 log = logging.getLogger(__name__)
 
@@ -204,16 +205,44 @@ def canonical(subscription_id: str, entry: dict[str, Any]) -> dict[str, Any] | N
         return None
     if not secret.startswith(SECRET_PREFIXES[scheme]):
         secret = SECRET_PREFIXES[scheme] + secret
-    return {"secret": secret, "algorithm": scheme, "expiresAt": entry.get("expiresAt")}
+    try:
+        problem = key_problem(scheme, decode_secret(secret))
+    except VerificationError as exc:
+        problem = exc.reason
+    if problem:
+        log.error("a signing secret of %s is refused: %s", subscription_id[:100], problem)
+        return None
+    expires = entry.get("expiresAt")
+    if expires:
+        parsed = _parse_time(expires)
+        if parsed is None:
+            log.warning("a signing secret of %s has an expiresAt that is not a time (%r): ignored", subscription_id[:100], str(expires)[:40])
+            return None
+        expires = parsed.isoformat()
+    return {"secret": secret, "algorithm": scheme, "expiresAt": expires or None}
 
 
 def _current(entries: list[dict[str, Any]]) -> list[str]:
+    """The unexpired secrets; one whose expiry cannot be read (cached by an older version) is skipped with a warning."""
     now = datetime.now(UTC)
-    return [e["secret"] for e in entries if not e.get("expiresAt") or _parse_time(e["expiresAt"]) > now]
+    current = []
+    for entry in entries:
+        expires = entry.get("expiresAt")
+        parsed = _parse_time(expires) if expires else None
+        if expires and parsed is None:
+            log.warning("a cached signing secret has an expiresAt that is not a time: skipped")
+            continue
+        if parsed is None or parsed > now:
+            current.append(entry["secret"])
+    return current
 
 
-def _parse_time(value: str) -> datetime:
+def _parse_time(value: object) -> datetime | None:
+    """An ISO 8601 time, aware; one without a zone is read as UTC. None when it is not a time."""
+    if not isinstance(value, str):
+        return None
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        return datetime.max.replace(tzinfo=UTC)  # unreadable expiry: keep the secret
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
