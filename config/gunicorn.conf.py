@@ -15,6 +15,7 @@ try:
     # What the app needs, checked here, before gunicorn boots its workers: one line and exit 2,
     # instead of a traceback from every worker process.
     _settings.require_api()
+    _settings.require_public_url()  # it tells our subscriptions from the account's others
     _settings.require_secrets_key()
 except SettingsError as _exc:
     print(f"web: {_exc}", file=sys.stderr)

@@ -66,11 +66,12 @@ class SecretStore:
 
     @classmethod
     def for_settings(cls, settings: Settings, redis_client: redis.Redis, client_factory: Callable[[], AiwynClient]) -> SecretStore:
-        """The store of a web or release process; raises ``SettingsError`` without a secrets key."""
+        """The store of a web or release process; raises ``SettingsError`` without a secrets key or PUBLIC_URL
+        (without it, every active subscription of the Aiwyn account would be trusted as ours)."""
         return cls(
             redis_client,
             client_factory,
-            settings.callback_url if settings.public_url else None,
+            settings.callback_url,
             settings.secrets_refresh_interval,
             cipher_for(settings.require_secrets_key()),
         )
