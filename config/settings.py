@@ -143,6 +143,14 @@ def _url(schemes: tuple[str, ...]) -> Callable[[str], str]:
     return parse
 
 
+def _base_url(raw: str) -> str:
+    # Plain http would carry our API credentials and the signing secrets in clear: loopback only (the emulator).
+    url = _url(("https", "http"))(raw)
+    if urlsplit(url).scheme == "http" and urlsplit(url).hostname not in _LOOPBACK:
+        raise ValueError("must start with https:// (http:// only to a loopback host: 127.0.0.1, ::1, localhost)")
+    return url
+
+
 def _redis_url(raw: str) -> str:
     url = _url(("redis", "rediss", "unix"))(raw)
     try:
@@ -287,7 +295,7 @@ def _text(raw: str) -> str:
 
 # environment name -> (field, parser). Secret values are never echoed in an error.
 _FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
-    "AIWYN_BASE_URL": ("aiwyn_base_url", _url(("https", "http"))),
+    "AIWYN_BASE_URL": ("aiwyn_base_url", _base_url),
     "AIWYN_CLIENT_ID": ("aiwyn_client_id", _text),
     "AIWYN_CLIENT_SECRET": ("aiwyn_client_secret", _text),
     "AIWYN_API_KEY": ("aiwyn_api_key", _text),
@@ -364,6 +372,10 @@ def from_env(environ: Mapping[str, str]) -> Settings:
         except ValueError as exc:
             shown = "" if name in _SECRET_NAMES else f" (got {raw!r})"
             errors.append(f"{name}: {exc}{shown}")
+    tolerance = values.get("timestamp_tolerance", Settings.timestamp_tolerance)
+    if values.get("dedupe_ttl", Settings.dedupe_ttl) < 2 * tolerance:
+        # A delivery replayed within the tolerance must still be remembered, or it is queued again.
+        errors.append(f"{PREFIX}DEDUPE_TTL: must be at least twice {PREFIX}TIMESTAMP_TOLERANCE ({2 * tolerance} seconds)")
     if errors:
         raise SettingsError("bad setting: " + "; ".join(errors))
     values.setdefault("database_url", default_database_url())
