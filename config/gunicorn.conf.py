@@ -32,6 +32,9 @@ timeout = 9
 graceful_timeout = 9
 keepalive = 5
 accesslog = None
+# gunicorn's control socket (recent versions) sits at one path per user: another instance or
+# user on the host could drive ours through it. We never use it.
+control_socket_disable = True
 # Refused by gunicorn before the app (414, 431): our longest request line is the callback path
 # with a 128-character token, and our longest header, 16 v1a signatures, is about 1.5 KB.
 limit_request_line = 1024
