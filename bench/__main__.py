@@ -36,7 +36,7 @@ import redis
 import sqlalchemy
 
 from bench.load import event, run_wrk, write_requests
-from config.job_contract import deliveries_key, pack_delivery, seen_key
+from config.job_contract import deliveries_key, delivery_mac_keys, pack_delivery, seen_key
 from devstack.services import ROOT, Process, free_port, local_secrets_key, run_release, start_emulator, start_redis, start_web
 from workers.database import make_engine
 from workers.models import MirroredRecord, metadata
@@ -143,11 +143,12 @@ def wait_for_count(stack: Stack, target: int, timeout: float) -> tuple[float, in
 
 def prefill(stack: Stack, count: int, records: int, prefix: str) -> None:
     """Put ``count`` verified deliveries in the queue as the receiver does, without the HTTP part."""
+    mac_key = delivery_mac_keys((stack.env["AIWYN_RECEIVER_SECRETS_KEY"],))[0]
     with stack.redis.pipeline(transaction=False) as pipe:
         for n in range(count):
             event_id, body = event(n, stack.subscription_id, records, prefix)
             pipe.set(seen_key(event_id), "1", ex=3600)
-            pipe.rpush(deliveries_key(QUEUE), pack_delivery(event_id, stack.subscription_id, body))
+            pipe.rpush(deliveries_key(QUEUE), pack_delivery(event_id, stack.subscription_id, body, mac_key))
         pipe.execute()
 
 

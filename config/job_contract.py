@@ -10,20 +10,32 @@ bookkeeping (dozens of Redis commands a job) off the per-event cost.
 
 The workers delete ``seen_key`` of an event whose handler gave up, so that a redelivery of it
 is queued again and re-runs only the failed handlers.
+
+Redis is not trusted with code or with proof (a review ran ``subprocess.getoutput`` as an RQ
+job by writing to Redis): jobs are serialized as JSON (``JOB_SERIALIZER``; RQ's default,
+pickle, runs code on load) and workers run only the names in ``workers.worker.ALLOWED_JOBS``;
+every packed delivery carries an HMAC-SHA256 under a key derived from
+``AIWYN_RECEIVER_SECRETS_KEY`` (``delivery_mac_keys``), which Redis never holds, so an item
+pushed by anyone else is set aside by the workers instead of passing the signature check.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import uuid
 from typing import TYPE_CHECKING
 
 from rq import Queue, Retry
+from rq.serializers import JSONSerializer
 
 if TYPE_CHECKING:
     from config.settings import Settings
 
 DRAIN_DELIVERIES = "workers.jobs.drain_deliveries"
+# Every queue and worker of the project serializes jobs as JSON: pickle would run code on load.
+JOB_SERIALIZER = JSONSerializer
 # A wake-up flag lives this long at most, so a drain job lost between the flag and its enqueue
 # (a crash in between) delays a delivery by this much, never forever.
 WAKE_TTL_SECONDS = 30
@@ -89,12 +101,39 @@ def new_drain_job_id() -> str:
     return f"drain-{uuid.uuid4().hex}"
 
 
-def pack_delivery(event_id: str, subscription_id: str, body: bytes) -> bytes:
-    """One list item; header values cannot hold a newline, so two newlines frame the ids."""
-    return event_id.encode("utf-8") + b"\n" + subscription_id.encode("utf-8") + b"\n" + body
+# A packed delivery starts with this mark and its 32-byte MAC. Header values hold no NUL byte,
+# so an item packed before MACs existed (it starts with its event id) never starts so.
+_MAC_MARK = b"\x00m1"
+_MAC_SIZE = 32
+_MAC_LABEL = b"aiwyn-receiver delivery mac v1"
+
+
+def delivery_mac_keys(secrets_key: tuple[str, ...]) -> tuple[bytes, ...]:
+    """One MAC key per Fernet key (the first signs, any verifies), derived so neither key reveals the other."""
+    return tuple(hmac.new(base64.urlsafe_b64decode(key), _MAC_LABEL, hashlib.sha256).digest() for key in secrets_key)
+
+
+def pack_delivery(event_id: str, subscription_id: str, body: bytes, mac_key: bytes) -> bytes:
+    """One list item: the MAC, then the ids and the body; header values cannot hold a newline, so two newlines frame the ids."""
+    packed = event_id.encode("utf-8") + b"\n" + subscription_id.encode("utf-8") + b"\n" + body
+    return _MAC_MARK + hmac.new(mac_key, packed, hashlib.sha256).digest() + packed
+
+
+def delivery_is_genuine(item: bytes, mac_keys: tuple[bytes, ...]) -> bool | None:
+    """True when the item carries a MAC under one of the keys, False for a wrong one, None for none at all (packed before MACs)."""
+    if not item.startswith(_MAC_MARK):
+        return None
+    mac, packed = item[len(_MAC_MARK) : len(_MAC_MARK) + _MAC_SIZE], item[len(_MAC_MARK) + _MAC_SIZE :]
+    matched = False
+    for key in mac_keys:
+        matched |= hmac.compare_digest(hmac.new(key, packed, hashlib.sha256).digest(), mac)
+    return matched
 
 
 def unpack_delivery(item: bytes) -> tuple[str, str, bytes]:
+    """The ids and the body of an item, MAC or not (``delivery_is_genuine`` checks the MAC); ValueError if unreadable."""
+    if item.startswith(_MAC_MARK):
+        item = item[len(_MAC_MARK) + _MAC_SIZE :]
     event_id, subscription_id, body = item.split(b"\n", 2)
     return event_id.decode("utf-8"), subscription_id.decode("utf-8"), body
 

@@ -1,13 +1,39 @@
-"""Logging set-up shared by every process: one line per record, timestamps in UTC; text or JSON lines."""
+"""Logging set-up shared by every process: one line per record, timestamps in UTC, text or JSON, no callback token."""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 DATE_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+# The callback token (AIWYN_RECEIVER_CALLBACK_TOKEN) is a secret path segment: whatever logs a
+# path or the callback URL (registration's plan, Flask's "Exception on <path>", gunicorn's
+# "Error handling request <path>") shows it as [token].
+_TOKEN_IN_PATH = re.compile(r"(/webhooks/aiwyn/)[^\s'\"?#/\\]+")
+
+
+def redact(text: str) -> str:
+    """``text`` with every ``/webhooks/aiwyn/<token>`` written ``/webhooks/aiwyn/[token]``."""
+    return _TOKEN_IN_PATH.sub(r"\1[token]", text) if "/webhooks/aiwyn/" in text else text
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites a record's message and traceback without the callback token, before any handler formats it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -19,7 +45,7 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = {"time": self.formatTime(record, DATE_FORMAT), "level": record.levelname, "logger": record.name, "message": record.getMessage()}
         if record.exc_info:
-            line["exception"] = self.formatException(record.exc_info)
+            line["exception"] = record.exc_text or self.formatException(record.exc_info)  # exc_text: redacted by the filter
         if record.stack_info:
             line["stack"] = self.formatStack(record.stack_info)
         return json.dumps(line, ensure_ascii=False)
@@ -37,10 +63,16 @@ def configure_logging(level: str, log_format: str = "text") -> None:
     if not ours:
         handler = logging.StreamHandler()
         handler._aiwyn = True  # type: ignore[attr-defined]
+        handler.addFilter(RedactingFilter())
         root.addHandler(handler)
         ours = [handler]
     for handler in ours:
         handler.setFormatter(formatter)
     root.setLevel(level)
+    # gunicorn's own loggers do not propagate to ours: they get the filter themselves.
+    for name in ("gunicorn.error", "gunicorn.access"):
+        gunicorn_logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactingFilter) for f in gunicorn_logger.filters):
+            gunicorn_logger.addFilter(RedactingFilter())
     # httpx logs every request at INFO: a backfill's hundreds of pages would drown what matters.
     logging.getLogger("httpx").setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)

@@ -67,6 +67,7 @@ class Settings:
     # The workers: batches drained from the delivery list, and the handlers' run policy.
     batch_size: int = 200
     batch_max_failures: int = 5  # then the batch is split, and a delivery failing alone is dead-lettered
+    accept_deliveries_without_mac: bool = False  # for an upgrade only: items queued before deliveries carried a MAC
     startup_wait: int = 0  # seconds a worker waits for Redis and the database at start; 0: for ever
     handler_modules: tuple[str, ...] = ()
     handler_timeout: float = 30.0
@@ -144,6 +145,14 @@ def _url(schemes: tuple[str, ...]) -> Callable[[str], str]:
         return raw.rstrip("/")
 
     return parse
+
+
+def _base_url(raw: str) -> str:
+    # Plain http would carry our API credentials and the signing secrets in clear: loopback only (the emulator).
+    url = _url(("https", "http"))(raw)
+    if urlsplit(url).scheme == "http" and urlsplit(url).hostname not in _LOOPBACK:
+        raise ValueError("must start with https:// (http:// only to a loopback host: 127.0.0.1, ::1, localhost)")
+    return url
 
 
 def _redis_url(raw: str) -> str:
@@ -303,7 +312,7 @@ def _text(raw: str) -> str:
 
 # environment name -> (field, parser). Secret values are never echoed in an error.
 _FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
-    "AIWYN_BASE_URL": ("aiwyn_base_url", _url(("https", "http"))),
+    "AIWYN_BASE_URL": ("aiwyn_base_url", _base_url),
     "AIWYN_CLIENT_ID": ("aiwyn_client_id", _text),
     "AIWYN_CLIENT_SECRET": ("aiwyn_client_secret", _text),
     "AIWYN_API_KEY": ("aiwyn_api_key", _text),
@@ -334,6 +343,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     PREFIX + "INSTANCE": ("instance", _instance),
     PREFIX + "BATCH_SIZE": ("batch_size", _int(1, 1000)),
     PREFIX + "BATCH_MAX_FAILURES": ("batch_max_failures", _int(1, 100)),
+    PREFIX + "ACCEPT_DELIVERIES_WITHOUT_MAC": ("accept_deliveries_without_mac", _flag),
     PREFIX + "STARTUP_WAIT": ("startup_wait", _int(0, 86400)),
     PREFIX + "HANDLER_MODULES": ("handler_modules", _names),
     PREFIX + "HANDLER_TIMEOUT": ("handler_timeout", _positive_float),
@@ -383,6 +393,10 @@ def from_env(environ: Mapping[str, str]) -> Settings:
         except ValueError as exc:
             shown = "" if name in _SECRET_NAMES else f" (got {raw!r})"
             errors.append(f"{name}: {exc}{shown}")
+    tolerance = values.get("timestamp_tolerance", Settings.timestamp_tolerance)
+    if values.get("dedupe_ttl", Settings.dedupe_ttl) < 2 * tolerance:
+        # A delivery replayed within the tolerance must still be remembered, or it is queued again.
+        errors.append(f"{PREFIX}DEDUPE_TTL: must be at least twice {PREFIX}TIMESTAMP_TOLERANCE ({2 * tolerance} seconds)")
     if errors:
         raise SettingsError("bad setting: " + "; ".join(errors))
     values.setdefault("database_url", default_database_url())

@@ -18,9 +18,11 @@ from rq.job import Job
 
 from config import Settings
 from config.job_contract import (
+    JOB_SERIALIZER,
     WAKE_IS_LIVE_LUA,
     WAKE_TTL_SECONDS,
     deliveries_key,
+    delivery_mac_keys,
     enqueue_drain,
     new_drain_job_id,
     pack_delivery,
@@ -83,7 +85,8 @@ class DeliveryQueue:
         self._settings = settings
         self._connection = connection
         self._push = connection.register_script(_PUSH)
-        self._queue = Queue(settings.queue_name, connection=connection)
+        self._queue = Queue(settings.queue_name, connection=connection, serializer=JOB_SERIALIZER)
+        self._mac_key = delivery_mac_keys(settings.require_secrets_key())[0]
         queue = settings.queue_name
         self._keys = [deliveries_key(queue), wake_key(queue), requests_key(queue), request_duration_key(queue), last_event_key(queue), arrivals_key(queue)]
 
@@ -95,8 +98,8 @@ class DeliveryQueue:
         elapsed = time.perf_counter() - started if started is not None else 0.0
         fresh, wake = self._push(
             keys=[seen_key(event_id), *self._keys],
-            args=[self._settings.dedupe_ttl, pack_delivery(event_id, subscription_id, body), WAKE_TTL_SECONDS, Job.redis_job_namespace_prefix, job_id,
-                  _FRESH, _DUPLICATE, bucket_field(REQUEST_BUCKETS, elapsed), micros(elapsed), subscription_id],
+            args=[self._settings.dedupe_ttl, pack_delivery(event_id, subscription_id, body, self._mac_key), WAKE_TTL_SECONDS, Job.redis_job_namespace_prefix,
+                  job_id, _FRESH, _DUPLICATE, bucket_field(REQUEST_BUCKETS, elapsed), micros(elapsed), subscription_id],
         )  # fmt: skip
         if wake:
             self.wake(job_id)

@@ -29,6 +29,7 @@ from typing import Any
 import redis
 
 from aiwyn_api.client import AiwynClient
+from config.logs import redact
 from config.subscriptions import OWNED_PREFIX, SubscriptionSpec
 from receiver.secret_store import SecretStore
 
@@ -52,8 +53,9 @@ class Step:
     changes: dict[str, Any]
 
     def describe(self) -> str:
+        """One line for the log and the command's output; the callback token shows as ``[token]``."""
         what = ", ".join(f"{key}={value}" for key, value in self.changes.items() if key != "name")
-        return f"{self.action:10} {self.name} {self.subscription_id or '(new)'}" + (f"  {what}" if what else "")
+        return redact(f"{self.action:10} {self.name} {self.subscription_id or '(new)'}" + (f"  {what}" if what else ""))
 
 
 @dataclass(frozen=True)

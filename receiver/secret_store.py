@@ -4,7 +4,9 @@ The steady state makes no API call and no Redis call: secrets are served from me
 miss (unknown subscription id) or a signature that matches no known secret (a rotation) looks
 again, first in Redis (another process may have refreshed it), then at Aiwyn; the API call
 is throttled to once per interval across all processes through a Redis key, so a flood of
-forged requests can never make us hammer Aiwyn. Misses reload all of Redis at most once a
+forged requests can never make us hammer Aiwyn. It runs in a background thread, never on the
+request path: the request that needs it is answered 401 at once (Aiwyn retries), so a slow
+Aiwyn cannot hold requests, nor a forged flood keep them waiting. Misses reload all of Redis at most once a
 second per process; a signature that matches nothing reads only its subscription's entry (one
 HGET), so neither flood costs Redis or the CPU much.
 
@@ -29,6 +31,7 @@ from aiwyn_api.client import AiwynAPIError, AiwynClient
 from config import Settings
 from config.metrics_contract import SECRET_FETCHES_KEY
 from config.wire import SECRET_PREFIXES, scheme_for_algorithm
+from receiver.signatures import VerificationError, decode_secret, key_problem
 
 log = logging.getLogger(__name__)
 
@@ -63,14 +66,17 @@ class SecretStore:
         self._lock = threading.Lock()
         self._miss_lock = threading.Lock()
         self._memory: dict[str, list[dict[str, Any]]] = {}
+        self._background: threading.Thread | None = None
+        self._background_lock = threading.Lock()
 
     @classmethod
     def for_settings(cls, settings: Settings, redis_client: redis.Redis, client_factory: Callable[[], AiwynClient]) -> SecretStore:
-        """The store of a web or release process; raises ``SettingsError`` without a secrets key."""
+        """The store of a web or release process; raises ``SettingsError`` without a secrets key or PUBLIC_URL
+        (without it, every active subscription of the Aiwyn account would be trusted as ours)."""
         return cls(
             redis_client,
             client_factory,
-            settings.callback_url if settings.public_url else None,
+            settings.callback_url,
             settings.secrets_refresh_interval,
             cipher_for(settings.require_secrets_key()),
         )
@@ -87,36 +93,59 @@ class SecretStore:
         """Current secrets of a subscription, or ``None`` when it is not one of ours."""
         entries = self._memory.get(subscription_id)
         if entries is None:
-            # One miss at a time per process: the threads behind a refresh in flight wait for it
-            # instead of refusing deliveries of a subscription it is about to learn.
+            # One Redis reload at a time per process; Aiwyn is asked in the background, if at all.
             with self._miss_lock:
                 entries = self._memory.get(subscription_id)
                 if entries is None and time.monotonic() - self._reloaded_at > _REDIS_RELOAD_SECONDS:
                     self.reload_from_redis()
                     entries = self._memory.get(subscription_id)
-                if entries is None and self._may_call_api("*"):
-                    self.refresh_all()
-                    entries = self._memory.get(subscription_id)
+            if entries is None:
+                self._refresh_later("*", self.refresh_all)
         return None if entries is None else _current(entries)
 
     def refreshed_secrets(self, subscription_id: str, tried: list[str]) -> list[str] | None:
-        """After no secret matched: newer secrets from Redis or (throttled) Aiwyn, else ``None``."""
+        """After no secret matched: newer secrets from Redis, else ``None`` (and a throttled refresh from Aiwyn, in the background)."""
         self._reload_one(subscription_id)
         entries = self._memory.get(subscription_id)
         if entries is not None and set(_current(entries)) != set(tried):
             return _current(entries)
-        if not self._may_call_api(subscription_id):
-            return None
+        self._refresh_later(subscription_id, lambda: self._fetch_one(subscription_id))
+        return None
+
+    def _fetch_one(self, subscription_id: str) -> None:
         try:
             fetched = self._api().signing_secrets(subscription_id)
         except AiwynAPIError as exc:
-            log.warning("secrets refresh for %s failed: %s %s", subscription_id, exc.status, exc.code)
+            log.warning("secrets refresh for %r failed: %s %s", subscription_id[:100], exc.status, exc.code)
             self._count_fetch("error")
-            return None
+            return
         self._count_fetch("ok")
         self._store({subscription_id: fetched})
-        fresh = _current(self._memory[subscription_id])
-        return fresh if set(fresh) != set(tried) else None
+
+    def _refresh_later(self, scope: str, work: Callable[[], object]) -> None:
+        """Start ``work`` in a thread unless one is running, at most once per interval per scope across processes."""
+        with self._background_lock:
+            if self._background is not None and self._background.is_alive():
+                return
+            if not self._may_call_api(scope):
+                return
+            self._background = threading.Thread(target=self._run, args=(work,), name="secrets-refresh", daemon=True)
+            self._background.start()
+
+    @staticmethod
+    def _run(work: Callable[[], object]) -> None:
+        try:
+            work()
+        except redis.RedisError as exc:
+            log.warning("secrets refresh failed: Redis %s", type(exc).__name__)
+        except Exception:  # a bug must not die unseen in a thread
+            log.exception("secrets refresh failed")
+
+    def settle(self, timeout: float = 10.0) -> None:
+        """Wait for a refresh in flight (for commands and tests; requests never wait)."""
+        background = self._background
+        if background is not None:
+            background.join(timeout)
 
     def reload_from_redis(self) -> None:
         raw = self._redis.hgetall(SECRETS_KEY)
@@ -138,7 +167,7 @@ class SecretStore:
             return json.loads(self._cipher.decrypt(token))
         except InvalidToken:
             # Written under another key (or not by us): ignored, and refreshed from Aiwyn on need.
-            log.warning("cached secrets of %s cannot be decrypted with AIWYN_RECEIVER_SECRETS_KEY; ignored", subscription_id[:100])
+            log.warning("cached secrets of %r cannot be decrypted with AIWYN_RECEIVER_SECRETS_KEY; ignored", subscription_id[:100])
             return None
 
     def refresh_all(self) -> int:
@@ -208,24 +237,52 @@ def canonical(subscription_id: str, entry: dict[str, Any]) -> dict[str, Any] | N
     scheme = scheme_for_algorithm(label)
     secret = str(entry.get("secret") or "")
     if scheme is None:
-        log.warning("a signing secret of %s has the unknown algorithm %r: ignored", subscription_id[:100], str(label)[:40])
+        log.warning("a signing secret of %r has the unknown algorithm %r: ignored", subscription_id[:100], str(label)[:40])
         return None
     others = [prefix for other, prefix in SECRET_PREFIXES.items() if other != scheme]
     if any(secret.startswith(prefix) for prefix in others):
-        log.error("a signing secret of %s is labelled %r but its key is of another scheme: refused", subscription_id[:100], str(label)[:40])
+        log.error("a signing secret of %r is labelled %r but its key is of another scheme: refused", subscription_id[:100], str(label)[:40])
         return None
     if not secret.startswith(SECRET_PREFIXES[scheme]):
         secret = SECRET_PREFIXES[scheme] + secret
-    return {"secret": secret, "algorithm": scheme, "expiresAt": entry.get("expiresAt")}
+    try:
+        problem = key_problem(scheme, decode_secret(secret))
+    except VerificationError as exc:
+        problem = exc.reason
+    if problem:
+        log.error("a signing secret of %r is refused: %s", subscription_id[:100], problem)
+        return None
+    expires = entry.get("expiresAt")
+    if expires:
+        parsed = _parse_time(expires)
+        if parsed is None:
+            log.warning("a signing secret of %r has an expiresAt that is not a time (%r): ignored", subscription_id[:100], str(expires)[:40])
+            return None
+        expires = parsed.isoformat()
+    return {"secret": secret, "algorithm": scheme, "expiresAt": expires or None}
 
 
 def _current(entries: list[dict[str, Any]]) -> list[str]:
+    """The unexpired secrets; one whose expiry cannot be read (cached by an older version) is skipped with a warning."""
     now = datetime.now(UTC)
-    return [e["secret"] for e in entries if not e.get("expiresAt") or _parse_time(e["expiresAt"]) > now]
+    current = []
+    for entry in entries:
+        expires = entry.get("expiresAt")
+        parsed = _parse_time(expires) if expires else None
+        if expires and parsed is None:
+            log.warning("a cached signing secret has an expiresAt that is not a time: skipped")
+            continue
+        if parsed is None or parsed > now:
+            current.append(entry["secret"])
+    return current
 
 
-def _parse_time(value: str) -> datetime:
+def _parse_time(value: object) -> datetime | None:
+    """An ISO 8601 time, aware; one without a zone is read as UTC. None when it is not a time."""
+    if not isinstance(value, str):
+        return None
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        return datetime.max.replace(tzinfo=UTC)  # unreadable expiry: keep the secret
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed

@@ -6,9 +6,13 @@ timestamp is within the tolerance of our clock in either direction (a replayed o
 and one signed "in the future" are both refused). Every parse failure becomes a
 ``VerificationError`` with a reason; nothing else escapes, so no input can make a caller 500.
 
-- ``v1``: HMAC-SHA256; the secret is ``whsec_`` + base64 of the key. Compared in constant time.
-- ``v1a``: Ed25519; the secret is ``whpk_`` + base64 of the sender's 32-byte public key.
+- ``v1``: HMAC-SHA256; the secret is ``whsec_`` + base64 of the key (24 bytes at least: an empty
+  or short key is one anyone can guess). Compared in constant time.
+- ``v1a``: Ed25519; the secret is ``whpk_`` + base64 of the sender's 32-byte public key, never
+  one of small order (such a key verifies signatures anyone can make).
+Base64 without its ``=`` padding is accepted, as the Standard Webhooks reference does.
 Signatures of other schemes, and undecodable ones, are skipped: another one may still match.
+A secret that is not a usable key is skipped too; with none usable left, the reason is given.
 
     from receiver.signatures import VerificationError, verify
 
@@ -38,6 +42,7 @@ PUBLIC_KEY_PREFIX = SECRET_PREFIXES[ED25519]
 SCHEMES = (HMAC, ED25519)
 NO_MATCH = "no signature matches a current secret"
 NO_SECRET = "no signing secret is known for this subscription"
+MIN_HMAC_KEY_BYTES = 24  # the contract's shortest v1 secret
 MAX_SIGNATURES = 16  # Aiwyn sends one per active secret; more is junk we refuse to loop over.
 
 
@@ -56,9 +61,53 @@ def decode_secret(secret: str) -> bytes:
             secret = secret[len(prefix) :]
             break
     try:
-        return base64.b64decode(secret, validate=True)
+        return base64.b64decode(secret + "=" * (-len(secret) % 4), validate=True)  # padding is optional
     except (binascii.Error, ValueError) as exc:
         raise VerificationError("a signing secret is not valid base64") from exc
+
+
+# Ed25519 over GF(2^255 - 19), only to tell a small-order public key (RFC 8032 5.1.3 decoding).
+_P = 2**255 - 19
+_D = -121665 * pow(121666, _P - 2, _P) % _P
+_SQRT_M1 = pow(2, (_P - 1) // 4, _P)
+
+
+def _ed25519_point(key: bytes) -> tuple[int, int] | None:
+    y = int.from_bytes(key, "little") & ((1 << 255) - 1)
+    if y >= _P:
+        return None  # a non-canonical encoding
+    x2 = (y * y - 1) * pow(_D * y * y + 1, _P - 2, _P) % _P
+    x = pow(x2, (_P + 3) // 8, _P)
+    if (x * x - x2) % _P:
+        x = x * _SQRT_M1 % _P
+    if (x * x - x2) % _P:
+        return None
+    if x & 1 != key[31] >> 7:
+        if x == 0:
+            return None
+        x = _P - x
+    return x, y
+
+
+def _double(point: tuple[int, int]) -> tuple[int, int]:
+    x, y = point
+    k = _D * x * x * y * y % _P
+    return (2 * x * y * pow(1 + k, _P - 2, _P) % _P, (y * y + x * x) * pow(1 - k, _P - 2, _P) % _P)
+
+
+def key_problem(scheme: str, key: bytes) -> str | None:
+    """Why this decoded key must not verify anything, or None: a short HMAC key, or an Ed25519
+    public key that is not 32 bytes, not a canonical point, or of small order ([8]P is the identity)."""
+    if scheme == HMAC:
+        return f"a v1 secret is shorter than {MIN_HMAC_KEY_BYTES} bytes" if len(key) < MIN_HMAC_KEY_BYTES else None
+    if len(key) != 32:
+        return "a v1a public key is not 32 bytes"
+    point = _ed25519_point(key)
+    if point is None:
+        return "a v1a public key is not a canonical Ed25519 point"
+    for _ in range(3):
+        point = _double(point)
+    return "a v1a public key is of small order" if point == (0, 1) else None
 
 
 def scheme_of(secret: str) -> str:
@@ -140,11 +189,29 @@ def check_headers(headers: Mapping[str, str], *, tolerance: int = 300, now: floa
     return SignedHeaders(event_id, timestamp, tuple(signatures))
 
 
-def check_signature(signed: SignedHeaders, body: bytes, secrets: Iterable[str]) -> None:
-    """The costly half: one listed signature must match one secret of its scheme."""
-    keys = [(scheme_of(secret), decode_secret(secret)) for secret in secrets]
+def usable_keys(secrets: Iterable[str]) -> list[tuple[str, bytes]]:
+    """(scheme, key) of each secret that is a usable key; ``VerificationError`` with the reason when none is."""
+    keys, refused = [], None
+    for secret in secrets:
+        scheme = scheme_of(secret)
+        try:
+            key = decode_secret(secret)
+        except VerificationError as exc:
+            refused = refused or exc.reason
+            continue
+        problem = key_problem(scheme, key)
+        if problem:
+            refused = refused or problem
+            continue
+        keys.append((scheme, key))
     if not keys:
-        raise VerificationError(NO_SECRET)
+        raise VerificationError(refused or NO_SECRET)
+    return keys
+
+
+def check_signature(signed: SignedHeaders, body: bytes, secrets: Iterable[str]) -> None:
+    """The costly half: one listed signature must match one usable secret of its scheme."""
+    keys = usable_keys(secrets)
     content = _signed_content(signed.event_id, signed.timestamp, body)
     matched = False
     for scheme, key in keys:

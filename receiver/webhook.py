@@ -42,7 +42,9 @@ def _answer(status: int, message: str, reason: str, started: float, **extra: str
     if log.isEnabledFor(level):
         log.log(
             level,
-            "webhook %s status=%d reason=%r event=%r subscription=%r client=%s ms=%.1f",
+            # %r everywhere a value comes from the request: a forged header (X-Forwarded-For behind
+            # ProxyFix too) cannot add fields or lines to the log.
+            "webhook %s status=%d reason=%r event=%r subscription=%r client=%r ms=%.1f",
             "accepted" if status < 400 else "rejected",
             status,
             reason,

@@ -1,5 +1,6 @@
 # Sourced by scripts/run and scripts/test: the one-time set-up of a fresh machine.
-# Creates .venv with the project and its dev dependencies (again when pyproject.toml changes)
+# Creates .venv with the project and its dev dependencies from requirements.lock, hashes checked
+# (again when pyproject.toml or the lock changes)
 # and installs redis-server where it can.
 
 ensure_python() {
@@ -16,11 +17,15 @@ ensure_venv() {
         echo "creating .venv ..."
         "$PYTHON" -m venv .venv || { echo "error: '$PYTHON -m venv' failed (Debian/Ubuntu: apt-get install python3-venv)" >&2; exit 1; }
     fi
-    local stamp=".venv/.installed-$(sha1sum pyproject.toml | cut -c1-12)"
+    local stamp=".venv/.installed-$(cat pyproject.toml requirements.lock | sha1sum | cut -c1-12)"
     if [ ! -f "$stamp" ]; then
         echo "installing the project and its dependencies into .venv ..."
-        .venv/bin/python -m pip install --quiet --upgrade pip
-        .venv/bin/python -m pip install --quiet -e '.[dev]'
+        # Exactly the locked versions, each checked against its hash (scripts/lock refreshes the lock);
+        # then the project itself, which adds nothing the lock does not hold.
+        .venv/bin/python -m pip install --quiet --require-hashes -r requirements.lock
+        .venv/bin/python -m pip install --quiet --no-deps -e .
+        # --no-deps cannot notice a dependency that pyproject.toml gained and the lock lacks.
+        .venv/bin/python -m pip check >/dev/null || { echo "error: requirements.lock lacks a dependency of pyproject.toml: run scripts/lock" >&2; exit 1; }
         rm -f .venv/.installed-*
         touch "$stamp"
     fi

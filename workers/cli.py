@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -13,6 +14,7 @@ import redis
 import sqlalchemy
 
 from config import Settings, SettingsError
+from config.redis_exposure import open_redis_warning
 from workers import dead_letters
 from workers.cli_common import SettingsProblem, runtime_or_exit, settings_or_exit
 from workers.delivery_batches import DeliveryBatches
@@ -59,6 +61,10 @@ def migrate() -> None:
 def work(burst: bool, queues: str) -> None:
     """Process queued deliveries in this process (RQ SimpleWorker: no fork per job)."""
     settings = settings_or_exit()
+    try:
+        settings.require_secrets_key()  # the key of the deliveries' MAC (config.job_contract)
+    except SettingsError as exc:
+        raise SettingsProblem(str(exc)) from exc
     runtime = runtime_or_exit(settings)
     try:
         wait_for_services(settings)
@@ -68,6 +74,9 @@ def work(burst: bool, queues: str) -> None:
         raise click.ClickException(str(exc)) from exc
     warn_unknown_entity_types(runtime.registry, subscribed_types(settings), lambda: [t.name for t in runtime.listing.types([ANY])])
     try:
+        exposed = open_redis_warning(settings.redis_url)
+        if exposed:
+            logging.getLogger("workers").warning("%s", exposed)
         runtime.batches.wake_if_needed()  # deliveries left from before this start
     except redis.RedisError as exc:
         raise click.ClickException(f"Redis at REDIS_URL: {type(exc).__name__}: {exc}") from exc

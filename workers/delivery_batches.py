@@ -21,10 +21,13 @@ from rq.job import Job
 
 from config import Settings
 from config.job_contract import (
+    JOB_SERIALIZER,
     WAKE_IS_LIVE_LUA,
     WAKE_TTL_SECONDS,
     batches_key,
     deliveries_key,
+    delivery_is_genuine,
+    delivery_mac_keys,
     enqueue_drain,
     new_drain_job_id,
     unpack_delivery,
@@ -98,6 +101,11 @@ return {'dead', count}
 """
 
 
+def unverified_key(queue: str) -> str:
+    """The list of deliveries found in Redis without a valid MAC: never applied, kept for an operator."""
+    return f"aiwyn:{queue}:unverified"
+
+
 @dataclass(frozen=True)
 class Batch:
     key: str
@@ -117,7 +125,8 @@ class DeliveryBatches:
     def __init__(self, settings: Settings, connection: redis.Redis, lease_seconds: float) -> None:
         self._settings = settings
         self._connection = connection
-        self._queue = Queue(settings.queue_name, connection=connection)
+        self._queue = Queue(settings.queue_name, connection=connection, serializer=JOB_SERIALIZER)
+        self._mac_keys = delivery_mac_keys(settings.secrets_key)
         self._lease = lease_seconds
         self._deliveries = deliveries_key(settings.queue_name)
         self._batches = batches_key(settings.queue_name)
@@ -136,6 +145,8 @@ class DeliveryBatches:
         key, items = claimed
         deliveries = []
         for item in items:
+            if not self._genuine(item):
+                continue
             try:
                 deliveries.append(unpack_delivery(item))
             except ValueError:
@@ -143,6 +154,17 @@ class DeliveryBatches:
                 self._connection.rpush(f"aiwyn:{self._settings.queue_name}:unreadable", item)
                 log.error("an unreadable delivery was moved to aiwyn:%s:unreadable", self._settings.queue_name)
         return Batch(key.decode() if isinstance(key, bytes) else key, deliveries)
+
+    def _genuine(self, item: bytes) -> bool:
+        """Only what a receiver of ours packed passes: anyone else who can write to Redis could push
+        a forged delivery past the signature check. The rest is kept for an operator, not applied."""
+        genuine = delivery_is_genuine(item, self._mac_keys)
+        if genuine or (genuine is None and self._settings.accept_deliveries_without_mac):
+            return True
+        self._connection.rpush(unverified_key(self._settings.queue_name), item)
+        why = "carries no MAC (queued before the upgrade?)" if genuine is None else "has a MAC that does not match AIWYN_RECEIVER_SECRETS_KEY"
+        log.error("a delivery in Redis %s: moved to %s, not applied", why, unverified_key(self._settings.queue_name))
+        return False
 
     def release(self, batch: Batch) -> None:
         """The batch's events are committed: forget it."""

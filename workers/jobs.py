@@ -109,8 +109,10 @@ def _batch_failed(runtime: WorkerRuntime, batch: Batch, exc: Exception) -> None:
         log.error("event %s failed alone %d times: moved to the dead-letter list (python -m workers dead-letter show %s)", event_id, count, event_id)
 
 
-def run_handler(handler: str, event_ids: Sequence[str], mode: str = "new", claimed_at: datetime | None = None) -> dict[str, str]:
-    """Run one custom handler on events of a committed batch, or retry it on one event."""
+def run_handler(handler: str, event_ids: Sequence[str], mode: str = "new", claimed_at: datetime | str | None = None) -> dict[str, str]:
+    """Run one custom handler on events of a committed batch, or retry it on one event (``claimed_at`` in ISO 8601: jobs are JSON)."""
+    if isinstance(claimed_at, str):
+        claimed_at = datetime.fromisoformat(claimed_at)
     return processing.run_handler(current_runtime(), handler, event_ids, mode, claimed_at)
 
 

@@ -350,7 +350,7 @@ def enqueue_runs(runtime: WorkerRuntime, handler: str, event_ids: list[str], mod
     timeout = policy_for(runtime, registration).timeout if registration else runtime.settings.handler_timeout
     runtime.handler_queue.enqueue_call(
         RUN_HANDLER,
-        args=(handler, event_ids, mode, claimed_at),
+        args=(handler, event_ids, mode, claimed_at.isoformat() if claimed_at else None),  # JSON: jobs are never pickled
         timeout=int(len(event_ids) * (timeout + 5)) + 60,
         retry=runtime.job_retry,
         description=f"handler {handler} on {len(event_ids)} event(s)",

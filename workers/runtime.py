@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 
 from aiwyn_api.client import AiwynClient
 from config import Settings, load_settings
+from config.job_contract import JOB_SERIALIZER
 from workers.database import make_engine
 from workers.delivery_batches import DeliveryBatches
 from workers.registry import HandlerRegistry
@@ -75,11 +76,11 @@ def start_runtime(settings: Settings, registry: HandlerRegistry | None = None) -
             make_engine(settings.database_url),
             registry if registry is not None else load_registry(settings),
             connection,
-            Queue(settings.queue_name, connection=connection),
-            Queue(handler_queue_name(settings.queue_name), connection=connection),
+            Queue(settings.queue_name, connection=connection, serializer=JOB_SERIALIZER),
+            Queue(handler_queue_name(settings.queue_name), connection=connection, serializer=JOB_SERIALIZER),
             # A batch is retaken if its worker has not committed it within the job timeout.
             DeliveryBatches(settings, connection, lease_seconds=settings.job_timeout),
-            Queue(sync_queue_name(settings.queue_name), connection=connection),
+            Queue(sync_queue_name(settings.queue_name), connection=connection, serializer=JOB_SERIALIZER),
         )
         return _current
 

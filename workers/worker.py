@@ -15,12 +15,15 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from aiwyn_api.client import AiwynAPIError
 from config import SettingsError
+from config.job_contract import DRAIN_DELIVERIES, JOB_SERIALIZER
 from config.reachability import database_place, redis_place
 from workers import outages, processing, shutdown
 from workers.outages import wait_until_back
+from workers.processing import RUN_HANDLER
 from workers.recovery import requeue_stuck_runs
 from workers.runtime import WorkerRuntime
 from workers.sync.listing import SyncError
+from workers.sync.schedule import BACKFILL_PAGE, RECONCILE
 
 # RQ heartbeats once per dequeue timeout (ttl - 15 s): with 20 s, an idle worker looks for
 # deliveries left without a drain job (a receiver crashed between storing and queueing,
@@ -35,11 +38,30 @@ SYNC_RETRY_INTERVAL = 60.0
 
 log = logging.getLogger(__name__)
 
+# The only functions a worker runs: every job the project queues. Anyone who can write to Redis
+# can queue a job naming any importable function (``subprocess.getoutput``); it is failed unrun.
+ALLOWED_JOBS = frozenset({DRAIN_DELIVERIES, RUN_HANDLER, BACKFILL_PAGE, RECONCILE})
+
+
+def refusal(job: Any) -> str | None:
+    """Why this job must not run, or None: a function off the allow-list, a bound instance, or callbacks (ours set none)."""
+    try:
+        name = job.func_name
+        instance = job.instance
+    except Exception:  # noqa: BLE001 - any undecodable job (rq's DeserializationError, a bad JSON shape) is refused
+        return "its data cannot be read as a JSON job"
+    if name not in ALLOWED_JOBS or instance is not None:
+        return f"{str(name)[:100]!r} is not one of the project's job functions"
+    if any(getattr(job, f"_{kind}_callback_name", None) for kind in ("success", "failure", "stopped")):  # rq keeps the names private
+        return "it names callbacks"
+    return None
+
 
 class DrainWorker(SimpleWorker):
     """Runs the drain and handler jobs in this process, and queues a drain job when one is due."""
 
     def __init__(self, *args: Any, runtime: WorkerRuntime, **kwargs: Any) -> None:
+        kwargs.setdefault("serializer", JOB_SERIALIZER)
         super().__init__(*args, worker_ttl=WORKER_TTL, **kwargs)
         self._runtime = runtime
         self._next_run_sweep = 0.0
@@ -59,6 +81,15 @@ class DrainWorker(SimpleWorker):
                 scheduler.acquire_locks(auto_start=True)  # RQ would restart it only at its next maintenance
             except redis.RedisError as exc:
                 self.log.warning("scheduler not restarted: %s", type(exc).__name__)
+
+    def perform_job(self, job: Any, queue: Any, execution: Any) -> bool:
+        reason = refusal(job)
+        if reason is None:
+            return super().perform_job(job, queue, execution)
+        log.error("job %s refused, not run: %s", str(job.id)[:100], reason)
+        job.retries_left, job.webhooks = None, []  # failed for good, and nobody is told anything
+        self.handle_job_failure(job, queue=queue, exc_string=f"refused: {reason}", execution=execution)
+        return False
 
     def execute_job(self, job: Any, queue: Any) -> None:
         try:

@@ -155,3 +155,29 @@ def test_postgres_urls_are_accepted_and_use_the_driver_we_ship(scheme: str) -> N
 def test_outage_settings_have_defaults() -> None:
     settings = from_env({})
     assert (settings.batch_max_failures, settings.startup_wait) == (5, 0)
+
+
+@pytest.mark.parametrize(
+    ("url", "ok"),
+    [
+        pytest.param("https://demo.api.aiwyn.ai", True, id="https"),
+        pytest.param("http://127.0.0.1:8700", True, id="http-loopback"),
+        pytest.param("http://localhost:8700", True, id="http-localhost"),
+        pytest.param("http://demo.api.aiwyn.ai", False, id="http-remote"),
+        pytest.param("http://10.0.0.5:8700", False, id="http-private"),
+    ],
+)
+def test_aiwyn_base_url_is_https_but_to_loopback(url: str, ok: bool) -> None:
+    if ok:
+        assert from_env({"AIWYN_BASE_URL": url}).aiwyn_base_url == url
+    else:
+        with pytest.raises(SettingsError, match="AIWYN_BASE_URL: must start with https://"):
+            from_env({"AIWYN_BASE_URL": url})
+
+
+def test_the_dedupe_window_outlasts_twice_the_timestamp_tolerance() -> None:
+    with pytest.raises(SettingsError, match="AIWYN_RECEIVER_DEDUPE_TTL: must be at least twice AIWYN_RECEIVER_TIMESTAMP_TOLERANCE"):
+        from_env({"AIWYN_RECEIVER_DEDUPE_TTL": "500"})  # a replay 5 minutes old either way must still be a duplicate
+    with pytest.raises(SettingsError, match="DEDUPE_TTL"):
+        from_env({"AIWYN_RECEIVER_DEDUPE_TTL": "3600", "AIWYN_RECEIVER_TIMESTAMP_TOLERANCE": "3000"})
+    assert from_env({"AIWYN_RECEIVER_DEDUPE_TTL": "600"}).dedupe_ttl == 600

@@ -61,8 +61,15 @@ def test_web_without_a_secrets_key_says_so_once_and_exits_2() -> None:
     assert result.stderr.strip().count("\n") == 0 and "missing setting: AIWYN_RECEIVER_SECRETS_KEY" in result.stderr
 
 
+def test_a_worker_without_a_secrets_key_says_so_once_and_exits_2(redis_url: str) -> None:
+    """The worker checks the deliveries' MAC, keyed from AIWYN_RECEIVER_SECRETS_KEY."""
+    result = run(COMMANDS["worker"], base_env() | {"REDIS_URL": redis_url})
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "missing setting: AIWYN_RECEIVER_SECRETS_KEY" in result.stderr
+
+
 def test_a_worker_against_a_database_that_does_not_exist_stops_at_once_naming_it(redis_url: str, tmp_path: Path) -> None:
-    result = run(COMMANDS["worker"], base_env() | {"REDIS_URL": redis_url, "DATABASE_URL": f"sqlite:///{tmp_path / 'nowhere.sqlite3'}"})
+    result = run(COMMANDS["worker"], base_env() | {"REDIS_URL": redis_url, "DATABASE_URL": f"sqlite:///{tmp_path / 'nowhere.sqlite3'}", "AIWYN_RECEIVER_SECRETS_KEY": SECRETS_KEY})
     assert result.returncode == 2
     assert f"DATABASE_URL: database sqlite {tmp_path / 'nowhere.sqlite3'} does not answer: no such file" in result.stderr
     assert "Traceback" not in result.stderr
@@ -72,7 +79,7 @@ def test_a_worker_against_a_database_that_does_not_exist_stops_at_once_naming_it
 def test_postgres_scheme_is_accepted_and_a_missing_postgres_database_is_named(redis_url: str) -> None:
     url = sqlalchemy.engine.make_url(POSTGRES_URL).set(database="aiwyn_no_such_database")
     spelled = url.render_as_string(hide_password=False).replace("postgresql://", "postgres://", 1)
-    result = run(COMMANDS["worker"], base_env() | {"REDIS_URL": redis_url, "DATABASE_URL": spelled})
+    result = run(COMMANDS["worker"], base_env() | {"REDIS_URL": redis_url, "DATABASE_URL": spelled, "AIWYN_RECEIVER_SECRETS_KEY": SECRETS_KEY})
     assert result.returncode == 2, result.stderr
     assert "DATABASE_URL: database postgresql" in result.stderr and 'database "aiwyn_no_such_database" does not exist' in result.stderr
     assert "NoSuchModuleError" not in result.stderr and "Traceback" not in result.stderr
@@ -98,7 +105,7 @@ def test_a_worker_started_while_redis_is_down_waits_for_it(tmp_path: Path) -> No
     database_url = f"sqlite:///{tmp_path / 'mirror.sqlite3'}"
     upgrade(database_url)
     port = free_port()
-    env = base_env() | {"REDIS_URL": f"redis://127.0.0.1:{port}/0", "DATABASE_URL": database_url}
+    env = base_env() | {"REDIS_URL": f"redis://127.0.0.1:{port}/0", "DATABASE_URL": database_url, "AIWYN_RECEIVER_SECRETS_KEY": SECRETS_KEY}
     gives_up = run(COMMANDS["worker"], env | {"AIWYN_RECEIVER_STARTUP_WAIT": "2"})
     assert gives_up.returncode == 1 and "gave up after AIWYN_RECEIVER_STARTUP_WAIT=2s" in gives_up.stderr
     assert gives_up.stderr.count("waiting up to 2s") == 1  # said once, not per attempt

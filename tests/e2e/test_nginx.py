@@ -106,11 +106,11 @@ def test_deliveries_arrive_over_https_through_nginx(behind_nginx: tuple[Stack, s
                         verify=ssl.create_default_context(cafile=cert))  # fmt: skip
     assert answer.status_code == 401
     rejected = [line for line in stack.logs().splitlines() if "webhook rejected" in line]
-    assert rejected and "client=127.0.0.1" in rejected[-1] and "203.0.113.66" not in stack.logs()
+    assert rejected and "client='127.0.0.1'" in rejected[-1] and "203.0.113.66" not in stack.logs()
     # Whatever reaches gunicorn has passed the proxy: the address in its header is the one logged.
     direct = httpx.post(f"http://127.0.0.1:{stack.env['PORT']}/webhooks/aiwyn/{TOKEN}", content=b"{}", headers={"Content-Type": "application/json", "X-Forwarded-For": "198.51.100.7"})
     assert direct.status_code == 401
-    assert any("webhook rejected" in line and "client=198.51.100.7" in line for line in stack.logs().splitlines())
+    assert any("webhook rejected" in line and "client='198.51.100.7'" in line for line in stack.logs().splitlines())
     assert httpx.get(f"{public}/metrics-or-anything", verify=ssl.create_default_context(cafile=cert)).status_code == 404  # only the webhook and readiness
 
 

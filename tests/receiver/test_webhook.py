@@ -16,7 +16,7 @@ from flask.testing import FlaskClient
 from rq import Queue
 
 from config import Settings
-from config.job_contract import DRAIN_DELIVERIES, MAX_EVENT_ID, deliveries_key, unpack_delivery
+from config.job_contract import DRAIN_DELIVERIES, JOB_SERIALIZER, MAX_EVENT_ID, deliveries_key, unpack_delivery
 from devstack.services import free_port, start_redis
 from receiver import create_app
 from receiver.signatures import decode_secret, sign
@@ -58,8 +58,8 @@ def test_a_genuine_delivery_is_queued_with_the_contracts_arguments(client: Flask
     answer = client.post("/webhooks/aiwyn", data=body, headers=headers)
     assert answer.status_code == 202
     assert queued(settings, redis_client) == [("evt_A1", SUB, body)]
-    [job] = Queue(settings.queue_name, connection=redis_client).jobs
-    assert (job.func_name, job.args) == (DRAIN_DELIVERIES, (settings.queue_name,))
+    [job] = Queue(settings.queue_name, connection=redis_client, serializer=JOB_SERIALIZER).jobs
+    assert (job.func_name, job.args) == (DRAIN_DELIVERIES, [settings.queue_name])  # JSON: a list
 
 
 def test_the_longest_webhook_id_the_ledger_can_hold_is_accepted(client: FlaskClient, settings: Settings, redis_client: redis.Redis) -> None:
@@ -185,7 +185,7 @@ def test_with_a_callback_token_only_the_secret_path_exists(settings: Settings, r
 def test_behind_trusted_proxies_the_log_shows_the_client_the_proxy_saw(settings: Settings, redis_client: redis.Redis, caplog: pytest.LogCaptureFixture) -> None:
     headers, body = delivery()
     headers["X-Forwarded-For"] = "203.0.113.9, 198.51.100.7"  # a forged first hop, then what our proxy saw
-    for hops, shown in ((0, "client=127.0.0.1"), (1, "client=198.51.100.7")):
+    for hops, shown in ((0, "client='127.0.0.1'"), (1, "client='198.51.100.7'")):
         app = create_app(replace(settings, trusted_proxy_hops=hops))
         app.extensions["aiwyn"].secrets.store(SUB, [{"secret": SECRET, "algorithm": "v1", "expiresAt": None}])
         caplog.clear()
@@ -204,3 +204,16 @@ def test_readiness_is_503_once_the_process_is_stopping(client: FlaskClient) -> N
         assert answer.status_code == 503 and answer.json["status"] == "stopping"
     finally:
         stopping.clear()
+
+
+def test_a_forged_forwarded_address_cannot_forge_log_fields(settings: Settings, redis_client: redis.Redis, caplog: pytest.LogCaptureFixture) -> None:
+    headers, body = delivery()
+    headers["webhook-signature"] = "v1,AAAA"
+    forged = "10.0.0.1 ms=0.1\nwebhook accepted status=202 reason='queued'"  # as a raw HTTP server may pass it on
+    app = create_app(replace(settings, trusted_proxy_hops=1))
+    app.extensions["aiwyn"].secrets.store(SUB, [{"secret": SECRET, "algorithm": "v1", "expiresAt": None}])
+    with caplog.at_level(logging.DEBUG, logger="receiver.webhook"):
+        answer = app.test_client().post("/webhooks/aiwyn", data=body, headers=headers, environ_base={"HTTP_X_FORWARDED_FOR": forged})
+    assert answer.status_code == 401
+    [line] = [m for m in caplog.messages if m.startswith("webhook ")]
+    assert "\n" not in line and f"client={forged!r} ms=" in line  # one line, the forged value quoted whole

@@ -83,7 +83,7 @@ def test_a_failed_attempt_is_scheduled_after_the_handlers_delay(make_runtime: Ma
     assert nominal - 0.1 <= waited <= nominal * 1.25 + 1.1  # the clock moves between the two timestamps; rounded up
     scheduled = runtime.handler_queue.scheduled_job_registry
     [job_id] = scheduled.get_job_ids()[-1:]
-    assert runtime.handler_queue.fetch_job(job_id).args == ("flaky", ["evt_1"], "retry")
+    assert runtime.handler_queue.fetch_job(job_id).args == ["flaky", ["evt_1"], "retry"]  # JSON: a list
     # RQ's scheduler keeps whole seconds: the job's due time is the run's, rounded up, never down.
     due = scheduled.get_scheduled_time(job_id)
     assert utc(due) == utc(run.next_attempt_at) and utc(due).microsecond == 0
@@ -106,4 +106,4 @@ def test_retry_delay_zero_queues_the_retry_at_once(make_runtime: MakeRuntime, en
     deliver(runtime, ("evt_1", event_body("evt_1")))
     assert runtime.handler_queue.scheduled_job_registry.get_job_ids() == []  # not left to the scheduler's next second
     [job] = runtime.handler_queue.get_jobs()
-    assert job.args[:3] == ("flaky", ["evt_1"], "retry")
+    assert job.args[:3] == ["flaky", ["evt_1"], "retry"]

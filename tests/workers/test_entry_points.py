@@ -58,7 +58,8 @@ def test_an_entry_point_that_fails_to_import_stops_the_start_naming_it(site: Pat
 
 def test_an_entry_point_to_a_missing_module_stops_the_worker_command(site: Path, settings: Settings) -> None:
     install(site, "ep_test_missing", {"gone": "ep_test_module_not_there"}, {})
-    env = dict.fromkeys(_FIELDS, "") | {"DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url, "AIWYN_RECEIVER_LOG_LEVEL": "WARNING"}
+    env = dict.fromkeys(_FIELDS, "") | {"DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url, "AIWYN_RECEIVER_LOG_LEVEL": "WARNING",
+                                        "AIWYN_RECEIVER_SECRETS_KEY": settings.secrets_key[0]}  # fmt: skip
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     try:

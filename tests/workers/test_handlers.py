@@ -15,7 +15,7 @@ from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
 from config import Settings
-from config.job_contract import deliveries_key, pack_delivery, seen_key
+from config.job_contract import deliveries_key, delivery_mac_keys, pack_delivery, seen_key
 from receiver.delivery_queue import DeliveryQueue, Enqueued
 from tests.events import event_body
 from tests.workers.conftest import MakeRuntime, deliver, ledger_row, run_row, statuses
@@ -56,7 +56,7 @@ def test_a_failing_handler_does_not_touch_the_mirror_or_the_others(make_runtime:
     assert (run.status, run.attempts) == ("retrying", 1) and "RuntimeError: crm is down" in run.last_error
     assert ledger_row(engine, "evt_1").status == "pending"
     [retry] = runtime.handler_queue.scheduled_job_registry.get_job_ids()  # the next attempt, with back-off
-    assert runtime.handler_queue.fetch_job(retry).args == ("broken", ["evt_1"], "retry")
+    assert runtime.handler_queue.fetch_job(retry).args == ["broken", ["evt_1"], "retry"]  # JSON: a list
 
 
 def test_retries_until_the_last_attempt_then_the_failed_list(make_runtime: MakeRuntime, engine: sqlalchemy.Engine, redis_client: redis.Redis) -> None:
@@ -224,7 +224,7 @@ def test_a_stop_request_hands_the_rest_of_a_handler_job_over(make_runtime: MakeR
         shutdown.stopping.clear()
     assert outcomes == {"evt_0": "succeeded"}
     [job] = runtime.handler_queue.jobs
-    assert job.args == ("slow", ["evt_1", "evt_2"], "new", follow_ups.claimed_at)
+    assert job.args == ["slow", ["evt_1", "evt_2"], "new", follow_ups.claimed_at.isoformat()]  # JSON: a list, the time in ISO 8601
     assert statuses(engine, "slow") == {"evt_0": "succeeded", "evt_1": "pending", "evt_2": "pending"}
 
 
@@ -253,7 +253,7 @@ def test_a_second_job_for_the_delivery_that_failed_does_not_run_the_handler_agai
 
 def test_a_batch_taken_over_keeps_the_time_it_was_first_claimed(settings: Settings, redis_client: redis.Redis) -> None:
     batches = DeliveryBatches(settings, redis_client, lease_seconds=60)
-    redis_client.rpush(deliveries_key(settings.queue_name), pack_delivery("evt_1", "sub_1", b"{}"))
+    redis_client.rpush(deliveries_key(settings.queue_name), pack_delivery("evt_1", "sub_1", b"{}", delivery_mac_keys(settings.secrets_key)[0]))
     before = datetime.now(UTC)
     first = batches.claim(10)
     assert before - timedelta(seconds=1) < first.claimed_at <= datetime.now(UTC)

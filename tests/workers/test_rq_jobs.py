@@ -111,7 +111,8 @@ def test_a_lost_wake_up_is_made_good_by_the_workers_sweep(make_runtime: MakeRunt
 
 
 def test_a_worker_does_not_start_when_a_handler_module_is_broken(settings: Settings, database_url: str) -> None:
-    env = base_env() | {"REDIS_URL": settings.redis_url, "DATABASE_URL": database_url, "AIWYN_RECEIVER_HANDLER_MODULES": "tests.no_such_handlers"}
+    env = base_env() | {"REDIS_URL": settings.redis_url, "DATABASE_URL": database_url, "AIWYN_RECEIVER_HANDLER_MODULES": "tests.no_such_handlers",
+                        "AIWYN_RECEIVER_SECRETS_KEY": settings.secrets_key[0]}  # fmt: skip
     result = subprocess.run([sys.executable, "-m", "workers", "work", "--burst"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert "handler module tests.no_such_handlers (AIWYN_RECEIVER_HANDLER_MODULES) failed to import: ModuleNotFoundError" in result.stderr

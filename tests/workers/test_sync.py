@@ -262,6 +262,8 @@ def test_workers_copy_a_new_type_by_page_jobs_and_keep_one_reconcile_scheduled(
 ) -> None:
     from rq import SimpleWorker
 
+    from config.job_contract import JOB_SERIALIZER
+
     seed(api, "client", 120)
     subscriptions = tmp_path / "subscriptions.toml"
     subscriptions.write_text('[[subscription]]\nname = "aiwyn-receiver-clients"\nentity_types = ["client"]\n')
@@ -273,7 +275,7 @@ def test_workers_copy_a_new_type_by_page_jobs_and_keep_one_reconcile_scheduled(
     assert runtime.sync_queue.count == 1
     runtime.sync.tick()  # its lease is held: no second chain
     assert runtime.sync_queue.count == 1
-    SimpleWorker([runtime.sync_queue], connection=runtime.redis).work(burst=True)  # three pages, one job each
+    SimpleWorker([runtime.sync_queue], connection=runtime.redis, serializer=JOB_SERIALIZER).work(burst=True)  # three pages, one job each
     assert len(mirror(runtime.engine)) == 120 and state.states(runtime.engine)["client"].backfill_completed_at is not None
 
     runtime.sync.tick()  # complete: nothing to copy, and a reconcile is scheduled an interval after the copy
@@ -282,7 +284,7 @@ def test_workers_copy_a_new_type_by_page_jobs_and_keep_one_reconcile_scheduled(
     record = httpx.get(f"{api.base_url}/_emulator/records", timeout=5).json()["records"][0]
     httpx.put(f"{api.base_url}/_emulator/records/{record['id']}", json={"attributes": {"name": "lost"}, "deliver": False}, timeout=5).raise_for_status()
     time.sleep(1.5)
-    SimpleWorker([runtime.sync_queue], connection=runtime.redis).work(burst=True, with_scheduler=True)
+    SimpleWorker([runtime.sync_queue], connection=runtime.redis, serializer=JOB_SERIALIZER).work(burst=True, with_scheduler=True)
     assert state.states(runtime.engine)["client"].reconcile_summary == "missing 0, behind 1, gone 0"
     assert mirror(runtime.engine)[("client", record["id"])][1]["name"] == "lost"
     runtime.sync.tick()  # the next one
