@@ -1,4 +1,5 @@
-"""Behind a real nginx with TLS: deliveries over https through the proxy, the client address it saw in our logs."""
+"""Behind a real nginx with TLS: deliveries over https through the proxy, the client address it saw in our logs,
+only the webhook public, and slow clients absorbed by nginx (where gunicorn alone stalls)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,15 @@ import datetime
 import ipaddress
 import os
 import shutil
+import socket
 import ssl
+import subprocess
+import time
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 import pytest
@@ -26,6 +32,8 @@ pytestmark = pytest.mark.e2e
 NGINX = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None)
 # nginx listens on another loopback address than gunicorn, as a public address would be.
 EDGE = "127.0.0.2"
+# The private server block (health checks, metrics) on a third one.
+PRIVATE = "127.0.0.3"
 TOKEN = "edge-token-" + uuid.uuid4().hex
 
 
@@ -47,17 +55,18 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-def start_nginx(directory: Path, port: int, upstream: str, cert: Path, key: Path) -> Process:
-    """nginx in the foreground with the project's server block (deploy/), rendered for loopback."""
+def render_nginx(directory: Path, port: int, private_port: int, upstream: str, cert: Path, key: Path) -> Path:
+    """The project's nginx file (deploy/) rendered for loopback, inside a minimal nginx.conf; the latter's path."""
     server = (ROOT / "deploy" / "nginx-aiwyn-receiver.conf").read_text()
-    for placeholder, value in {"__LISTEN__": f"{EDGE}:{port}", "__SERVER_NAME__": EDGE, "__CERTIFICATE__": str(cert),
+    for placeholder, value in {"__LISTEN__": f"{EDGE}:{port}", "__PRIVATE_LISTEN__": f"{PRIVATE}:{private_port}",
+                               "__SERVER_NAME__": EDGE, "__CERTIFICATE__": str(cert),
                                "__CERTIFICATE_KEY__": str(key), "__UPSTREAM__": upstream,
                                "__ACCESS_LOG__": str(directory / "server-access.log")}.items():  # fmt: skip
         server = server.replace(placeholder, value)
     (directory / "server.conf").write_text(server)
     temp = {name: directory / name for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi")}
     for path in temp.values():
-        path.mkdir()
+        path.mkdir(exist_ok=True)
     (directory / "nginx.conf").write_text(
         ("user root;\n" if os.geteuid() == 0 else "")
         + f"daemon off;\npid {directory}/nginx.pid;\nerror_log {directory}/error.log;\nevents {{}}\n"
@@ -65,38 +74,63 @@ def start_nginx(directory: Path, port: int, upstream: str, cert: Path, key: Path
         + f" fastcgi_temp_path {temp['fastcgi']};\n uwsgi_temp_path {temp['uwsgi']};\n scgi_temp_path {temp['scgi']};\n"
         + f" include {directory}/server.conf;\n}}\n"
     )
-    process = Process("nginx", [NGINX, "-c", str(directory / "nginx.conf"), "-p", str(directory)], os.environ, directory / "nginx.log")
-    wait_until(lambda: httpx.get(f"https://{EDGE}:{port}/readyz", verify=ssl.create_default_context(cafile=cert), timeout=1).status_code in (200, 503), 20, "nginx", process)
+    return directory / "nginx.conf"
+
+
+def start_nginx(directory: Path, port: int, private_port: int, upstream: str, cert: Path, key: Path) -> Process:
+    """nginx in the foreground with the project's file, rendered for loopback."""
+    conf = render_nginx(directory, port, private_port, upstream, cert, key)
+    process = Process("nginx", [NGINX, "-c", str(conf), "-p", str(directory)], os.environ, directory / "nginx.log")
+    wait_until(lambda: httpx.get(f"http://{PRIVATE}:{private_port}/healthz", timeout=1).status_code == 200, 20, "nginx", process)
     return process
 
 
-@pytest.fixture(scope="module")
-def behind_nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, str, Path]]:
+class Edge(NamedTuple):
+    """The stack behind nginx: its public https address, its private one, the certificate to trust."""
+
+    stack: Stack
+    public: str
+    private: str
+    cert: Path
+
+    def tls(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.cert)
+
+
+def require_nginx() -> str:
     if NGINX is None:
         if os.environ.get("CI"):  # CI installs nginx: a missing one there is a broken CI, not a skip
             pytest.fail("nginx is not installed, and CI is set (.ci/run installs it)")
         pytest.skip("nginx is not installed (apt-get install nginx; .ci/run installs it)")
+    return NGINX
+
+
+@pytest.fixture(scope="module")
+def behind_nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
+    require_nginx()
     directory = tmp_path_factory.mktemp("nginx")
     cert, key = self_signed(directory)
-    port = free_port()
+    port, private_port = free_port(), free_port()
     public = f"https://{EDGE}:{port}"
     with throwaway_database("sqlite", directory) as database_url:
         stack = start_stack(directory, database_url, PUBLIC_URL=public, AIWYN_RECEIVER_ALLOW_HTTP="0", AIWYN_RECEIVER_CALLBACK_TOKEN=TOKEN,
                             AIWYN_RECEIVER_TRUSTED_PROXY_HOPS="1", EMULATOR_TLS_CA_FILE=str(cert))  # fmt: skip
         (directory / "edge").mkdir()
-        nginx = start_nginx(directory / "edge", port, f"127.0.0.1:{stack.env['PORT']}", cert, key)
+        nginx = start_nginx(directory / "edge", port, private_port, f"127.0.0.1:{stack.env['PORT']}", cert, key)
         try:
-            yield stack, public, cert
+            yield Edge(stack, public, f"http://{PRIVATE}:{private_port}", cert)
         finally:
             nginx.stop()
             stack.stop()
 
 
-def test_deliveries_arrive_over_https_through_nginx(behind_nginx: tuple[Stack, str, Path]) -> None:
-    stack, public, cert = behind_nginx
+def test_deliveries_arrive_over_https_through_nginx(behind_nginx: Edge) -> None:
+    stack, public, _, cert = behind_nginx
     assert stack.subscription()["url"] == f"{public}/webhooks/aiwyn/{TOKEN}"
     ref = {"system": "erp", "id": f"C-{uuid.uuid4().hex[:8]}"}
-    record_id = stack.records("POST", {"type": "client", "systemRef": ref, "attributes": {"name": "Edge LLP"}}).json()["data"]["records"][0]["id"]
+    record_id = stack.records("POST", {"type": "client", "systemRef": ref, "attributes": {"name": "Edge LLP"}}).json()["data"]["records"][
+        0
+    ]["id"]
     row = wait_for(lambda: stack.mirror(record_id), what="the client, delivered through nginx")
     assert row.attributes == {"name": "Edge LLP"}
     assert all(a["status"] == 202 for a in stack.deliveries())
@@ -108,16 +142,113 @@ def test_deliveries_arrive_over_https_through_nginx(behind_nginx: tuple[Stack, s
     rejected = [line for line in stack.logs().splitlines() if "webhook rejected" in line]
     assert rejected and "client='127.0.0.1'" in rejected[-1] and "203.0.113.66" not in stack.logs()
     # Whatever reaches gunicorn has passed the proxy: the address in its header is the one logged.
-    direct = httpx.post(f"http://127.0.0.1:{stack.env['PORT']}/webhooks/aiwyn/{TOKEN}", content=b"{}", headers={"Content-Type": "application/json", "X-Forwarded-For": "198.51.100.7"})
+    direct = httpx.post(
+        f"http://127.0.0.1:{stack.env['PORT']}/webhooks/aiwyn/{TOKEN}",
+        content=b"{}",
+        headers={"Content-Type": "application/json", "X-Forwarded-For": "198.51.100.7"},
+    )
     assert direct.status_code == 401
     assert any("webhook rejected" in line and "client='198.51.100.7'" in line for line in stack.logs().splitlines())
-    assert httpx.get(f"{public}/metrics-or-anything", verify=ssl.create_default_context(cafile=cert)).status_code == 404  # only the webhook and readiness
+    assert httpx.get(f"{public}/metrics-or-anything", verify=ssl.create_default_context(cafile=cert)).status_code == 404  # only the webhook
 
 
-def test_nginx_logs_the_webhook_path_without_the_callback_token(behind_nginx: tuple[Stack, str, Path]) -> None:
-    stack, public, cert = behind_nginx
+def test_nginx_logs_the_webhook_path_without_the_callback_token(behind_nginx: Edge) -> None:
+    stack, public, _, cert = behind_nginx
     for path in (f"/webhooks/aiwyn/{TOKEN}", f"/webhooks//aiwyn/{TOKEN}", f"/webhooks/%61iwyn/{TOKEN}?x=1"):
-        httpx.post(public + path, content=b"{}", headers={"Content-Type": "application/json"}, verify=ssl.create_default_context(cafile=cert))
+        httpx.post(
+            public + path, content=b"{}", headers={"Content-Type": "application/json"}, verify=ssl.create_default_context(cafile=cert)
+        )
     access_log = wait_for(lambda: (text := (stack.directory / "edge" / "server-access.log").read_text()).count("/webhooks/aiwyn/[token]") >= 3 and text,
                           timeout=10, what="nginx's access log lines")  # fmt: skip
     assert TOKEN not in access_log and '"POST /webhooks/aiwyn/[token] HTTP/1.1" 401' in access_log
+
+
+# ssl-config.mozilla.org, "intermediate", guidelines 5.7 (TLS 1.2 suites; TLS 1.3 has its own).
+MOZILLA_INTERMEDIATE = (
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305"
+)
+HARDENING = [
+    "server_tokens off;", "ssl_protocols       TLSv1.2 TLSv1.3;", f"ssl_ciphers         {MOZILLA_INTERMEDIATE};",
+    "client_header_timeout 10s;", "client_body_timeout 10s;", "limit_req_zone ", "limit_conn_zone ", "limit_req  zone=", "limit_conn ",
+]  # fmt: skip
+
+
+def test_nginx_accepts_the_file_with_its_hardening(tmp_path: Path) -> None:
+    nginx = require_nginx()
+    cert, key = self_signed(tmp_path)
+    conf = render_nginx(tmp_path, free_port(), free_port(), "127.0.0.1:9", cert, key)
+    checked = subprocess.run([nginx, "-t", "-c", str(conf), "-p", str(tmp_path)], capture_output=True, text=True, timeout=30)
+    assert checked.returncode == 0, checked.stderr
+    shipped = (ROOT / "deploy" / "nginx-aiwyn-receiver.conf").read_text()
+    assert [line for line in HARDENING if line not in shipped] == []
+
+
+def tls12_handshake(edge: Edge, ciphers: str) -> str:
+    """The suite nginx picks from ``ciphers`` offered over TLS 1.2 (ssl.SSLError when none is acceptable)."""
+    context = edge.tls()
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers(ciphers)
+    host, port = edge.public.removeprefix("https://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as raw, context.wrap_socket(raw, server_hostname=host) as tls:
+        return tls.cipher()[0]
+
+
+def test_only_the_webhook_is_public_and_tls_is_mozilla_intermediate(behind_nginx: Edge) -> None:
+    edge = behind_nginx
+    for path in ("/readyz", "/healthz", "/metrics", "/status"):
+        public = httpx.get(edge.public + path, verify=edge.tls(), timeout=5)
+        assert public.status_code == 404, path
+        assert public.headers["server"] == "nginx"  # server_tokens off: no version
+        assert httpx.get(edge.private + path, timeout=5).status_code == 200, path
+    assert httpx.post(f"{edge.private}/webhooks/aiwyn/{TOKEN}", content=b"{}", timeout=5).status_code == 404
+    assert tls12_handshake(edge, "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES128-SHA") == "ECDHE-ECDSA-AES128-GCM-SHA256"
+    with pytest.raises(ssl.SSLError):  # in OpenSSL's "HIGH", nginx's default, but not in Mozilla's list
+        tls12_handshake(edge, "ECDHE-ECDSA-AES128-SHA")
+
+
+def slow_clients(stack: ExitStack, host: str, port: int, count: int, tls: ssl.SSLContext | None = None) -> list[socket.socket]:
+    """``count`` connections that start a request header and never finish it (closed with ``stack``)."""
+    sockets = []
+    for _ in range(count):
+        sock = stack.enter_context(socket.create_connection((host, port), timeout=5))
+        if tls is not None:
+            sock = stack.enter_context(tls.wrap_socket(sock, server_hostname=host))
+        sock.sendall(b"POST /webhooks/aiwyn HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        sockets.append(sock)
+    return sockets
+
+
+def trickle(sockets: list[socket.socket]) -> None:
+    """One more byte of the header on each connection: alive, never done."""
+    for sock in sockets:
+        sock.sendall(b"x")
+
+
+def answers_within(url: str, seconds: float) -> bool:
+    try:
+        return httpx.get(url, timeout=seconds).status_code == 200
+    except httpx.TimeoutException:
+        return False
+
+
+def test_slow_clients_stall_gunicorn_alone_but_not_behind_nginx(behind_nginx: Edge) -> None:
+    """What the README says: gunicorn's threads wait on slow headers for ever; nginx holds them instead."""
+    edge = behind_nginx
+    direct = f"http://127.0.0.1:{edge.stack.env['PORT']}/healthz"
+    host, port = edge.public.removeprefix("https://").split(":")
+    # Behind nginx: 200 such connections, and gunicorn answers at once, through nginx's private block.
+    with ExitStack() as held:
+        sockets = slow_clients(held, host, int(port), 200, tls=edge.tls())
+        for _ in range(3):
+            trickle(sockets)
+            started = time.monotonic()
+            assert answers_within(f"{edge.private}/healthz", 2.0) and time.monotonic() - started < 1.0
+            time.sleep(0.2)
+    # gunicorn alone (2 workers of 4 threads here): 40 of them take every thread, and /healthz waits.
+    with ExitStack() as held:
+        sockets = slow_clients(held, "127.0.0.1", int(edge.stack.env["PORT"]), 40)
+        time.sleep(0.5)
+        trickle(sockets)
+        assert not answers_within(direct, 2.0), "gunicorn now times out slow clients: update the README's Deploy notes"
+    wait_for(lambda: answers_within(direct, 1.0), timeout=10, what="gunicorn, once the slow clients left")
