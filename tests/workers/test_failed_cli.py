@@ -207,6 +207,6 @@ def test_replay_enqueue_hands_the_replays_to_the_workers(runtime: WorkerRuntime,
     assert "queued 3 replay(s) in 1 job(s)" in queued.stdout
     assert state.calls == {"broken": 3, "fine": 3}  # nothing ran in the command
     [job] = runtime.handler_queue.get_jobs()
-    assert job.args[:3] == ("broken", ["evt_1", "evt_2", "evt_3"], "replay")
+    assert job.args[:3] == ["broken", ["evt_1", "evt_2", "evt_3"], "replay"]  # JSON: a list
     processing.run_handler(runtime, *job.args)  # what the worker that takes the job does
     assert statuses(engine, "broken") == dict.fromkeys(("evt_1", "evt_2", "evt_3"), "succeeded")
