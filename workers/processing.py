@@ -136,7 +136,7 @@ def _commit(runtime: WorkerRuntime, deliveries: Sequence[Delivery]) -> FollowUps
             registration.batch_handler([e for e in events if e.id in claimed], session)
             redone |= claimed - new
             follow_ups.batch_runs[(registration.name, runs.SUCCEEDED)] += len(claimed)
-        runs.settle(session, redone)  # copies of known events whose batch run was still to do
+        ledger.settle(session, redone)  # copies of known events whose batch run was still to do
     follow_ups.applied = metrics.applied(deliveries, status_of, new)
     return follow_ups
 
@@ -152,7 +152,7 @@ def _commit_failure(runtime: WorkerRuntime, delivery: Delivery, exc: SQLAlchemyE
         with Session(runtime.engine) as session, session.begin():
             new = ledger.record(session, [delivery], {delivery.event_id: ledger.FAILED}, {delivery.event_id: error})
             runs.add_pending(session, ((delivery.event_id, r.name) for r in handlers))
-            runs.settle(session, [delivery.event_id])
+            ledger.settle(session, [delivery.event_id])
     except SQLAlchemyError as again:
         if is_outage(again):
             raise
@@ -268,7 +268,7 @@ def run_one(runtime: WorkerRuntime, registration: Registration, delivery: Delive
     except Exception as exc:  # a handler's error of any kind is its own, never the worker's
         outcome = _record_failure(runtime, registration, policy, event, claimed, exc)
     with Session(runtime.engine) as session, session.begin():
-        runs.settle(session, [event.id])
+        ledger.settle(session, [event.id])
     log.info("handler %s on event %s: %s", registration.name, event.id, outcome)
     if outcome in (runs.SUCCEEDED, runs.SKIPPED, runs.RETRYING, runs.FAILED):  # not "lease lost": the other worker counts it
         metrics.count_run(runtime.redis, runtime.settings.queue_name, registration.name, outcome)
@@ -282,7 +282,7 @@ def _fail_unrunnable(runtime: WorkerRuntime, handler: str, event_id: str, reason
         return "not claimable"
     with Session(runtime.engine) as session, session.begin():
         runs.finish(session, event_id, handler, claimed.token, runs.FAILED, reason)
-        runs.settle(session, [event_id])
+        ledger.settle(session, [event_id])
     log.error("handler %s on event %s cannot run: %s", handler, event_id, reason)
     metrics.count_run(runtime.redis, runtime.settings.queue_name, handler, runs.FAILED)
     gave_up(runtime, event_id)
