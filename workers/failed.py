@@ -10,6 +10,7 @@ from datetime import datetime
 from sqlalchemy import Engine, and_, or_, select, update
 from sqlalchemy.orm import Session
 
+from config.states import ClaimMode
 from workers import database, ledger, processing, runs
 from workers.database import db_time
 from workers.models import HandlerRun, LedgerEntry
@@ -85,7 +86,7 @@ def replay(runtime: WorkerRuntime, failed: Iterable[FailedRun], progress: Callab
             outcomes["handler not registered here"] += 1
         else:
             delivery = processing.load_deliveries(runtime, [run.event_id]).get(run.event_id)
-            outcomes[processing.run_one(runtime, registration, delivery, mode="replay")] += 1
+            outcomes[processing.run_one(runtime, registration, delivery, mode=ClaimMode.REPLAY)] += 1
         progress(run)
     return outcomes
 
@@ -96,7 +97,7 @@ def enqueue_replays(runtime: WorkerRuntime, failed: Iterable[FailedRun]) -> int:
     for run in failed:
         by_handler.setdefault(run.handler, []).append(run.event_id)
     for handler, event_ids in by_handler.items():
-        processing.enqueue_runs(runtime, handler, event_ids, "replay")
+        processing.enqueue_runs(runtime, handler, event_ids, ClaimMode.REPLAY)
     return len(by_handler)
 
 

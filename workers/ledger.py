@@ -16,16 +16,13 @@ from typing import Any
 from sqlalchemy import case, exists, or_, select, update
 from sqlalchemy.orm import Session
 
+from config.states import LedgerStatus, RunStatus
 from workers.database import db_time, dialect_insert, execute_many, now_for
 from workers.events import Event
 from workers.models import HandlerRun, LedgerEntry
 from workers.runs import DONE
-from workers.runs import FAILED as RUN_FAILED
 
-PENDING = "pending"
-PROCESSED = "processed"
-FAILED = "failed"
-INVALID = "invalid"
+PENDING, PROCESSED, FAILED, INVALID = LedgerStatus.PENDING, LedgerStatus.PROCESSED, LedgerStatus.FAILED, LedgerStatus.INVALID
 
 @dataclass(frozen=True)
 class Delivery:
@@ -89,12 +86,12 @@ def settle(session: Session, event_ids: Iterable[str]) -> None:
     def any_run(*where: Any):  # noqa: ANN202 - a SQL condition
         return exists().where(HandlerRun.event_id == LedgerEntry.event_id, *where)
 
-    failed, undone = any_run(HandlerRun.status == RUN_FAILED), any_run(HandlerRun.status.not_in(DONE))
+    failed, undone = any_run(HandlerRun.status == RunStatus.FAILED), any_run(HandlerRun.status.not_in(DONE))
     session.execute(
         update(LedgerEntry)
-        .where(LedgerEntry.event_id.in_(ids), LedgerEntry.status != "invalid")
+        .where(LedgerEntry.event_id.in_(ids), LedgerEntry.status != INVALID)
         .values(
-            status=case((failed, "failed"), (undone, "pending"), else_="processed"),
+            status=case((failed, FAILED), (undone, PENDING), else_=PROCESSED),
             processed_at=case((or_(failed, undone), LedgerEntry.processed_at), else_=now),
         )
     )

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
+from config.states import ClaimMode
 from workers import database, ledger, processing, runs
 from workers.handlers import Failure
 from workers.models import HandlerRun
@@ -68,7 +69,7 @@ def requeue_stuck_runs(runtime: WorkerRuntime, limit: int = SWEEP_LIMIT) -> int:
             processing.gave_up(runtime, event_id)
             processing.call_give_up_hooks(runtime, registration, Failure(handler, event_id, None, error, None, attempts))
         else:
-            to_queue.setdefault((handler, "new" if status == runs.PENDING else "retry"), []).append(event_id)
+            to_queue.setdefault((handler, ClaimMode.NEW if status == runs.PENDING else ClaimMode.RETRY), []).append(event_id)
     for (handler, mode), event_ids in to_queue.items():
         processing.enqueue_runs(runtime, handler, event_ids, mode)
     if taken:

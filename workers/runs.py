@@ -18,23 +18,19 @@ from typing import Any
 from sqlalchemy import Engine, and_, case, or_, update
 from sqlalchemy.orm import Session
 
+from config.states import ClaimMode, RunStatus
 from workers.database import db_time, dialect_insert, execute_many, now_for
 from workers.models import HandlerRun
 
-PENDING = "pending"
-RUNNING = "running"
-SUCCEEDED = "succeeded"
-RETRYING = "retrying"
-FAILED = "failed"
-SKIPPED = "skipped"
-DISCARDED = "discarded"
+PENDING, RUNNING, SUCCEEDED, RETRYING = RunStatus.PENDING, RunStatus.RUNNING, RunStatus.SUCCEEDED, RunStatus.RETRYING
+FAILED, SKIPPED, DISCARDED = RunStatus.FAILED, RunStatus.SKIPPED, RunStatus.DISCARDED
 DONE = (SUCCEEDED, SKIPPED, DISCARDED)
 # Which runs a job may take, by why it runs. A run left "running" by a dead worker (its lease
 # passed) may be taken by any of them.
 CLAIMABLE = {
-    "new": (PENDING,),  # a batch's follow-up job (and FAILED before the batch: see ``claim``)
-    "retry": (RETRYING,),  # the scheduled next attempt
-    "replay": (FAILED,),  # an operator's replay from the failed list
+    ClaimMode.NEW: (PENDING,),  # a batch's follow-up job (and FAILED before the batch: see ``claim``)
+    ClaimMode.RETRY: (RETRYING,),  # the scheduled next attempt
+    ClaimMode.REPLAY: (FAILED,),  # an operator's replay from the failed list
 }
 
 def _claimable(now: datetime, statuses: Sequence[str], *more: Any):  # noqa: ANN202 - a SQL condition
@@ -117,7 +113,7 @@ class Claim:
     replay: bool = False  # the run had failed for good before: this set of attempts is a replay's or a redelivery's
 
 
-def claim(engine: Engine, event_id: str, handler: str, lease_seconds: float, mode: str = "new", failed_before: datetime | None = None) -> Claim | None:
+def claim(engine: Engine, event_id: str, handler: str, lease_seconds: float, mode: str = ClaimMode.NEW, failed_before: datetime | None = None) -> Claim | None:
     """Take the run for this worker, in a transaction of its own; None when it is not to be taken.
 
     ``failed_before``: a failed run is taken too if it failed before then (a redelivery).
