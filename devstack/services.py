@@ -58,7 +58,7 @@ class Process:
         self.name = name
         self.log_path = log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = open(log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
+        self._log = open(log_path, "ab")  # kept open for the child's lifetime
         self.popen = subprocess.Popen(
             list(argv), env=dict(env), cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
         )

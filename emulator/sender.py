@@ -203,14 +203,7 @@ class Sender:
         status, error = self._post(url, delivery.body, headers)
         duration_ms = int((time.monotonic() - started) * 1000)
         schedule = self._settings.retry_schedule
-        if status is not None and 200 <= status < 300:
-            outcome = "delivered"
-        elif status == 410:
-            outcome = "dropped"
-        elif delivery.attempt <= len(schedule):
-            outcome = "retrying"
-        else:
-            outcome = "dropped"
+        outcome = _outcome(status, delivery.attempt, len(schedule))
         with self._store.lock:
             if self._stale(delivery):
                 return
@@ -301,3 +294,12 @@ def _headers(faults: Faults, delivery: Delivery, secrets: list[tuple[str, bytes 
 
 def _zero_counts() -> dict[str, int]:
     return {"pending": 0, "delivered": 0, "dropped": 0, "cancelled": 0, "attempts": 0}
+
+
+def _outcome(status: int | None, attempt: int, retries: int) -> str:
+    """What became of one attempt: delivered (2xx), dropped (410, or the retries spent), or retrying."""
+    if status is not None and 200 <= status < 300:
+        return "delivered"
+    if status == 410 or attempt > retries:
+        return "dropped"
+    return "retrying"

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 
 import redis
 import sqlalchemy
-from flask import Flask
+from flask import Flask, current_app
 from prometheus_client import CollectorRegistry
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -36,6 +36,11 @@ class Runtime:
     counts: RequestCounts
     metrics: CollectorRegistry
     wire: Wire = DEFAULT_WIRE
+
+
+def current_runtime() -> Runtime:
+    """The runtime of the app handling the current request."""
+    return current_app.extensions["aiwyn"]
 
 
 def connect_redis(settings: Settings) -> redis.Redis:

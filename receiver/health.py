@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import redis
 import sqlalchemy
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
 from config.lifecycle import stopping
+from receiver.app import current_runtime
 
 health = Blueprint("health", __name__)
 
@@ -20,7 +21,7 @@ def healthz() -> ResponseReturnValue:
 @health.get("/readyz")
 def readyz() -> ResponseReturnValue:
     """Ready when Redis and the database answer and the signing secrets are loaded."""
-    runtime = current_app.extensions["aiwyn"]
+    runtime = current_runtime()
     if stopping.is_set():
         return jsonify(status="stopping", checks={}), 503
     checks: dict[str, str] = {}

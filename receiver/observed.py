@@ -36,6 +36,7 @@ from config.metrics_contract import (
     runs_key,
     view_changes_key,
 )
+from config.states import LedgerStatus, RunStatus
 
 _when = DateTime(timezone=True)
 _runs = table("aiwyn_handler_runs", column("event_id", String), column("handler", String), column("status", String),
@@ -203,10 +204,10 @@ def aware(moment: datetime | None) -> datetime | None:
 def read_database(engine: sqlalchemy.Engine, snapshot: Snapshot) -> Snapshot:
     """The failed list per handler, the invalid events and the sync state: three indexed queries."""
     now = _db_now(engine)
-    failed = or_(_runs.c.status == "failed", (_runs.c.status == "running") & (_runs.c.lease_until < now))
+    failed = or_(_runs.c.status == RunStatus.FAILED, (_runs.c.status == RunStatus.RUNNING) & (_runs.c.lease_until < now))
     with engine.connect() as connection:
         snapshot.failed_runs = dict(connection.execute(select(_runs.c.handler, func.count()).where(failed).group_by(_runs.c.handler)).all())
-        snapshot.invalid_events = connection.scalar(select(func.count()).select_from(_events).where(_events.c.status == "invalid")) or 0
+        snapshot.invalid_events = connection.scalar(select(func.count()).select_from(_events).where(_events.c.status == LedgerStatus.INVALID)) or 0
         rows = connection.execute(select(_sync).order_by(_sync.c.entity_type)).all()
     snapshot.sync = [
         SyncRow(r.entity_type, aware(r.backfill_started_at), aware(r.backfill_completed_at), r.backfill_records or 0, r.backfill_estimate,
@@ -259,7 +260,7 @@ def newest_failed_runs(engine: sqlalchemy.Engine, limit: int = 20) -> list[Row]:
     query = (
         select(_runs.c.event_id, _runs.c.handler, _runs.c.attempts, _runs.c.last_error, _runs.c.updated_at, _events.c.entity_type, _events.c.operation)
         .join(_events, _events.c.event_id == _runs.c.event_id)
-        .where(or_(_runs.c.status == "failed", (_runs.c.status == "running") & (_runs.c.lease_until < now)))
+        .where(or_(_runs.c.status == RunStatus.FAILED, (_runs.c.status == RunStatus.RUNNING) & (_runs.c.lease_until < now)))
         .order_by(_runs.c.updated_at.desc(), _runs.c.event_id)
         .limit(limit)
     )
@@ -271,10 +272,10 @@ def newest_failed_runs(engine: sqlalchemy.Engine, limit: int = 20) -> list[Row]:
 
 
 def newest_invalid_events(engine: sqlalchemy.Engine, limit: int = 20) -> list[Row]:
-    query = select(_events.c.event_id, _events.c.last_error, _events.c.received_at).where(_events.c.status == "invalid")
+    query = select(_events.c.event_id, _events.c.last_error, _events.c.received_at).where(_events.c.status == LedgerStatus.INVALID)
     with engine.connect() as connection:
         rows = connection.execute(query.order_by(_events.c.received_at.desc(), _events.c.event_id).limit(limit)).all()
-    return [Row(r.event_id, "invalid", aware(r.received_at), r.last_error or "") for r in rows]
+    return [Row(r.event_id, LedgerStatus.INVALID, aware(r.received_at), r.last_error or "") for r in rows]
 
 
 def newest_dead_letters(connection: redis.Redis, queue: str, limit: int = 20) -> list[Row]:

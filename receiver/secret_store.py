@@ -31,13 +31,14 @@ from aiwyn_api.client import AiwynAPIError, AiwynClient
 from config import Settings
 from config.metrics_contract import SECRET_FETCHES_KEY
 from config.wire import SECRET_PREFIXES, scheme_for_algorithm
-from receiver.signatures import VerificationError, decode_secret, key_problem
+from receiver.signatures import NoMatchingSecret, SignedHeaders, VerificationError, check_signature, decode_secret, key_problem
 
 log = logging.getLogger(__name__)
 
 SECRETS_KEY = "aiwyn:secrets"  # hash: subscription id -> Fernet token of a JSON list of {"secret", "algorithm", "expiresAt"}
 _THROTTLE_KEY = "aiwyn:secrets:refreshed:"  # + subscription id, or "*" for the whole list
 _REDIS_RELOAD_SECONDS = 1.0
+UNKNOWN_SUBSCRIPTION = "unknown subscription"
 
 
 def cipher_for(keys: tuple[str, ...]) -> MultiFernet:
@@ -102,6 +103,22 @@ class SecretStore:
             if entries is None:
                 self._refresh_later("*", self.refresh_all)
         return None if entries is None else _current(entries)
+
+    def verify(self, signed: SignedHeaders, body: bytes, subscription_id: str) -> None:
+        """Check the signature under the subscription's current secrets; ``VerificationError`` if none proves it.
+
+        When none matched, the secrets may have been rotated: look once more (Redis now, Aiwyn in
+        the background, at most once per interval) and check again."""
+        secrets = self.secrets_for(subscription_id)
+        if secrets is None:
+            raise VerificationError(UNKNOWN_SUBSCRIPTION)
+        try:
+            check_signature(signed, body, secrets)
+        except NoMatchingSecret:
+            fresh = self.refreshed_secrets(subscription_id, secrets)
+            if fresh is None:
+                raise
+            check_signature(signed, body, fresh)
 
     def refreshed_secrets(self, subscription_id: str, tried: list[str]) -> list[str] | None:
         """After no secret matched: newer secrets from Redis, else ``None`` (and a throttled refresh from Aiwyn, in the background)."""

@@ -54,6 +54,10 @@ class VerificationError(Exception):
         self.reason = reason
 
 
+class NoMatchingSecret(VerificationError):
+    """No current secret proves the delivery (none matched, or none is known): a rotated secret may."""
+
+
 def decode_secret(secret: str) -> bytes:
     """The key inside a ``whsec_`` secret (HMAC key) or a ``whpk_`` one (Ed25519 public key)."""
     for prefix in (SECRET_PREFIX, PUBLIC_KEY_PREFIX):
@@ -205,7 +209,7 @@ def usable_keys(secrets: Iterable[str]) -> list[tuple[str, bytes]]:
             continue
         keys.append((scheme, key))
     if not keys:
-        raise VerificationError(refused or NO_SECRET)
+        raise VerificationError(refused) if refused else NoMatchingSecret(NO_SECRET)
     return keys
 
 
@@ -224,7 +228,7 @@ def check_signature(signed: SignedHeaders, body: bytes, secrets: Iterable[str]) 
         elif candidates:
             matched |= _ed25519_matches(key, candidates, content)
     if not matched:
-        raise VerificationError(NO_MATCH)
+        raise NoMatchingSecret(NO_MATCH)
 
 
 def _ed25519_matches(public_key: bytes, signatures: list[bytes], content: bytes) -> bool:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from flask import Blueprint, Response, current_app, render_template_string
+from flask import Blueprint, Response, render_template_string
 
+from receiver.app import current_runtime
 from receiver.metrics import allowed, refused
 from receiver.observed import (
     age,
@@ -100,7 +101,7 @@ def _bound(seconds: float | None) -> str:
 
 @status.get("/status")
 def status_page() -> Response:
-    runtime = current_app.extensions["aiwyn"]
+    runtime = current_runtime()
     if not allowed(runtime.settings):
         return refused()
     queue = runtime.settings.queue_name

@@ -14,17 +14,18 @@ import time
 from typing import TYPE_CHECKING
 
 import redis
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from config.job_contract import MAX_EVENT_ID
 from config.wire import field, identifier
 from receiver import rejections
+from receiver.app import Runtime, current_runtime
 from receiver.delivery_queue import Enqueued
-from receiver.signatures import NO_MATCH, NO_SECRET, VerificationError, check_headers, check_signature
+from receiver.signatures import SignedHeaders, VerificationError, check_headers
 
 if TYPE_CHECKING:
-    from receiver.app import Runtime
+    from config import Settings
 
 log = logging.getLogger(__name__)
 webhooks = Blueprint("webhooks", __name__)
@@ -37,7 +38,7 @@ def _answer(status: int, message: str, reason: str, started: float, **extra: str
     # Every refusal is logged (it says which check failed); an accepted delivery only at DEBUG:
     # its ledger row records it anyway, and a log line costs a tenth of the request's time.
     level = logging.DEBUG if status < 400 else logging.WARNING
-    runtime = current_app.extensions["aiwyn"]
+    runtime = current_runtime()
     subscription = request.environ.get(_SUBSCRIPTION) or (request.headers.get(runtime.wire.header_subscription, "") if runtime.wire.header_subscription else "")
     if log.isEnabledFor(level):
         log.log(
@@ -91,76 +92,84 @@ def _unavailable(exc: redis.RedisError, started: float) -> Response:
     return _answer(503, "queue unavailable", f"redis: {type(exc).__name__}", started, **{"Retry-After": RETRY_AFTER_SECONDS})
 
 
+class _Refused(Exception):
+    """A refusal the view answers as is: its status, the message for the sender, the reason logged."""
+
+    def __init__(self, status: int, message: str, reason: str) -> None:
+        super().__init__(reason)
+        self.status, self.message, self.reason = status, message, reason
+
+
 @webhooks.post("/webhooks/aiwyn")
 @webhooks.post("/webhooks/aiwyn/<token>")
 def receive(token: str | None = None) -> Response:
     started = time.perf_counter()
-    runtime = current_app.extensions["aiwyn"]
-    settings = runtime.settings
-    # With AIWYN_RECEIVER_CALLBACK_TOKEN, only PUBLIC_URL/webhooks/aiwyn/<token> exists: a second
-    # factor beside the signature. The token itself is never logged.
-    if (settings.callback_token or token) and not hmac.compare_digest((token or "").encode(), (settings.callback_token or "").encode()):
-        return _answer(404, "not found", "wrong or missing callback token", started)
-    if request.content_length is not None and request.content_length > settings.max_body_bytes:
-        return _answer(413, "body too large", "content-length over the limit", started)
-    if request.mimetype != "application/json":
-        return _answer(415, "content type must be application/json", "wrong content type", started)
+    runtime = current_runtime()
     try:
-        body = request.get_data(cache=False)
-    except RequestEntityTooLarge:
-        return _answer(413, "body too large", "body over the limit", started)
-
-    wire = runtime.wire
-    subscription_id = request.headers.get(wire.header_subscription, "") if wire.header_subscription else ""
-    parsed: object = None
-    try:
-        signed = check_headers(request.headers, tolerance=settings.timestamp_tolerance, wire=wire)
-        if len(signed.event_id) > MAX_EVENT_ID:
-            raise VerificationError(f"{wire.header_id} is too long")
-        if not subscription_id:
-            # No header (or none configured): the body may name it, whatever the setting.
-            subscription_id, parsed = _subscription_in(body)
-            if not subscription_id:
-                where = f"{wire.header_subscription} header" if wire.header_subscription else "header (none is configured)"
-                raise VerificationError(f"no subscription named: missing {where} and no subscriptionId in the body")
-            request.environ[_SUBSCRIPTION] = subscription_id
-        secrets = runtime.secrets.secrets_for(subscription_id)
-        if secrets is None:
-            raise VerificationError("unknown subscription")
-        try:
-            check_signature(signed, body, secrets)
-        except VerificationError as exc:
-            # Perhaps the secret was rotated (or the last one expired): look again, at most once per interval.
-            fresh = runtime.secrets.refreshed_secrets(subscription_id, secrets) if exc.reason in (NO_MATCH, NO_SECRET) else None
-            if fresh is None:
-                raise
-            check_signature(signed, body, fresh)
+        body = _admitted_body(runtime.settings, token)
+        signed, subscription_id, parsed = _verified(runtime, body)
+        _check_payload(body, parsed, subscription_id)
+        outcome = runtime.queue.enqueue(signed.event_id, subscription_id, body, started)
+    except _Refused as refusal:
+        return _answer(refusal.status, refusal.message, refusal.reason, started)
     except VerificationError as exc:
         return _answer(401, "signature verification failed", exc.reason, started)
-    except redis.RedisError as exc:
-        return _unavailable(exc, started)
-
-    event_id = signed.event_id
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        return _answer(400, "body is not UTF-8", "body is not UTF-8", started)
-    try:
-        payload = parsed if parsed is not None else json.loads(text)
-    except (ValueError, RecursionError):  # ValueError: JSONDecodeError, and ints of over 4300 digits
-        return _answer(400, "body is not valid JSON", "body is not JSON", started)
-    if not isinstance(payload, dict):
-        return _answer(400, "body must be a JSON object", "body is not a JSON object", started)
-    # The body's own id may differ from the delivery's (a sender's message id): the ledger keys
-    # on the header's and keeps the body. The subscription must agree, compared as strings.
-    named = field(payload, "subscriptionId")
-    if named is not None and identifier(named) != subscription_id:
-        return _answer(400, "body subscriptionId differs from the delivery's subscription", "body subscriptionId mismatch", started)
-
-    try:
-        outcome = runtime.queue.enqueue(event_id, subscription_id, body, started)
     except redis.RedisError as exc:
         return _unavailable(exc, started)
     if outcome is Enqueued.DUPLICATE:
         return _answer(200, "duplicate", "already queued or done", started)
     return _answer(202, outcome.value, outcome.value, started)
+
+
+def _admitted_body(settings: Settings, token: str | None) -> bytes:
+    """The cheap refusals, before any secret is looked at: the callback token, size and content type."""
+    # With AIWYN_RECEIVER_CALLBACK_TOKEN, only PUBLIC_URL/webhooks/aiwyn/<token> exists: a second
+    # factor beside the signature. The token itself is never logged.
+    if (settings.callback_token or token) and not hmac.compare_digest((token or "").encode(), (settings.callback_token or "").encode()):
+        raise _Refused(404, "not found", "wrong or missing callback token")
+    if request.content_length is not None and request.content_length > settings.max_body_bytes:
+        raise _Refused(413, "body too large", "content-length over the limit")
+    if request.mimetype != "application/json":
+        raise _Refused(415, "content type must be application/json", "wrong content type")
+    try:
+        return request.get_data(cache=False)
+    except RequestEntityTooLarge:
+        raise _Refused(413, "body too large", "body over the limit") from None
+
+
+def _verified(runtime: Runtime, body: bytes) -> tuple[SignedHeaders, str, object]:
+    """The signed headers, the subscription and the body if it was parsed to find it; ``VerificationError`` otherwise."""
+    wire = runtime.wire
+    subscription_id = request.headers.get(wire.header_subscription, "") if wire.header_subscription else ""
+    parsed: object = None
+    signed = check_headers(request.headers, tolerance=runtime.settings.timestamp_tolerance, wire=wire)
+    if len(signed.event_id) > MAX_EVENT_ID:
+        raise VerificationError(f"{wire.header_id} is too long")
+    if not subscription_id:
+        # No header (or none configured): the body may name it, whatever the setting.
+        subscription_id, parsed = _subscription_in(body)
+        if not subscription_id:
+            where = f"{wire.header_subscription} header" if wire.header_subscription else "header (none is configured)"
+            raise VerificationError(f"no subscription named: missing {where} and no subscriptionId in the body")
+        request.environ[_SUBSCRIPTION] = subscription_id
+    runtime.secrets.verify(signed, body, subscription_id)
+    return signed, subscription_id, parsed
+
+
+def _check_payload(body: bytes, parsed: object, subscription_id: str) -> None:
+    """A genuine body must still be a UTF-8 JSON object naming no other subscription."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _Refused(400, "body is not UTF-8", "body is not UTF-8") from None
+    try:
+        payload = parsed if parsed is not None else json.loads(text)
+    except (ValueError, RecursionError):  # ValueError: JSONDecodeError, and ints of over 4300 digits
+        raise _Refused(400, "body is not valid JSON", "body is not JSON") from None
+    if not isinstance(payload, dict):
+        raise _Refused(400, "body must be a JSON object", "body is not a JSON object")
+    # The body's own id may differ from the delivery's (a sender's message id): the ledger keys
+    # on the header's and keeps the body. The subscription must agree, compared as strings.
+    named = field(payload, "subscriptionId")
+    if named is not None and identifier(named) != subscription_id:
+        raise _Refused(400, "body subscriptionId differs from the delivery's subscription", "body subscriptionId mismatch")

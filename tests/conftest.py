@@ -55,7 +55,7 @@ def engine(database_url: str) -> Iterator[sqlalchemy.Engine]:
 
 
 @pytest.fixture
-def settings(redis_url: str, tmp_path) -> Settings:  # noqa: ANN001
+def settings(redis_url: str, tmp_path) -> Settings:
     """Settings for in-process tests: the session's Redis, an Aiwyn that is never called."""
     return replace(
         Settings(),

@@ -15,6 +15,7 @@ import sqlalchemy
 
 from config import Settings, SettingsError
 from config.redis_exposure import open_redis_warning
+from config.states import RunStatus
 from workers import dead_letters
 from workers.cli_common import SettingsProblem, runtime_or_exit, settings_or_exit
 from workers.delivery_batches import DeliveryBatches
@@ -215,7 +216,7 @@ def failed_replay(event_ids: tuple[str, ...], every: bool, enqueue: bool, **filt
     with click.progressbar(length=len(found), label="replaying", file=sys.stderr) as bar:
         outcomes = replay(runtime, found, progress=lambda run: bar.update(1))
     click.echo(", ".join(f"{count} {outcome}" for outcome, count in sorted(outcomes.items())))
-    if set(outcomes) - {"succeeded", "skipped"}:
+    if set(outcomes) - {RunStatus.SUCCEEDED, RunStatus.SKIPPED}:
         sys.exit(1)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -52,3 +53,14 @@ def execute_many(session: Session, statement: Any, rows: list[dict[str, Any]]) -
     INSERTs): a statement built with ``.values(rows)`` would be compiled anew every time,
     which the profile showed costs more than the database's work."""
     return session.connection().execute(statement, rows)
+
+
+def db_time(moment: datetime, dialect: str) -> datetime:
+    """SQLite keeps datetimes as text: naive UTC everywhere keeps its comparisons right."""
+    return moment.astimezone(UTC).replace(tzinfo=None) if dialect == "sqlite" else moment
+
+
+def now_for(session_or_engine: Session | Engine) -> datetime:
+    """The time now, as the database behind this session or engine compares it."""
+    bind = session_or_engine.get_bind() if isinstance(session_or_engine, Session) else session_or_engine
+    return db_time(datetime.now(UTC), bind.dialect.name)

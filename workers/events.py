@@ -122,6 +122,33 @@ def frozen(value: Any) -> Any:
     return value
 
 
+def _entity_type(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidEvent("entityType is missing")
+    if len(value) > MAX_ENTITY_TYPE:
+        raise InvalidEvent(f"entityType is longer than {MAX_ENTITY_TYPE} characters")
+    return value
+
+
+def _record_id(value: str | None) -> str:
+    if not value:
+        raise InvalidEvent("record.id is missing")
+    if len(value) > MAX_RECORD_ID:
+        raise InvalidEvent(f"record.id is longer than {MAX_RECORD_ID} characters")
+    return value
+
+
+def _version(value: Any) -> int | None:
+    """An integer version (a numeric string too), or None when the record has none."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+        raise InvalidEvent("record.version is not an integer")
+    if value is not None and value not in VERSION_RANGE:
+        raise InvalidEvent("record.version is out of range (a signed 64-bit integer)")
+    return value
+
+
 def parse_event(body: bytes, event_id: str, subscription_id: str) -> Event:
     """Check the body's shape and build the event; ``InvalidEvent`` names what is wrong.
 
@@ -136,26 +163,12 @@ def parse_event(body: bytes, event_id: str, subscription_id: str) -> Event:
     record = data.get("record")
     if not isinstance(record, dict):
         raise InvalidEvent("record is missing")
-    entity_type = field(data, "entityType") or record.get("type")
+    entity_type = _entity_type(field(data, "entityType") or record.get("type"))
     op = operation(data.get("operation"))
-    record_id = identifier(record.get("id"))
-    version = record.get("version")
-    if isinstance(version, str) and version.strip().isdigit():
-        version = int(version.strip())
-    if not isinstance(entity_type, str) or not entity_type:
-        raise InvalidEvent("entityType is missing")
-    if len(entity_type) > MAX_ENTITY_TYPE:
-        raise InvalidEvent(f"entityType is longer than {MAX_ENTITY_TYPE} characters")
     if op is None:
         raise InvalidEvent(f"operation is not one of {', '.join(OPERATIONS)}")
-    if not record_id:
-        raise InvalidEvent("record.id is missing")
-    if len(record_id) > MAX_RECORD_ID:
-        raise InvalidEvent(f"record.id is longer than {MAX_RECORD_ID} characters")
-    if version is not None and (not isinstance(version, int) or isinstance(version, bool)):
-        raise InvalidEvent("record.version is not an integer")
-    if version is not None and version not in VERSION_RANGE:
-        raise InvalidEvent("record.version is out of range (a signed 64-bit integer)")
+    record_id = _record_id(identifier(record.get("id")))
+    version = _version(record.get("version"))
     attributes = record.get("attributes") or {}
     system_ref = field(record, "systemRef")
     if not isinstance(attributes, dict) or not (system_ref is None or isinstance(system_ref, dict)):

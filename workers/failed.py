@@ -10,8 +10,9 @@ from datetime import datetime
 from sqlalchemy import Engine, and_, or_, select, update
 from sqlalchemy.orm import Session
 
-from workers import processing, runs
-from workers.mirror import db_time
+from config.states import ClaimMode
+from workers import database, ledger, processing, runs
+from workers.database import db_time
 from workers.models import HandlerRun, LedgerEntry
 from workers.runtime import WorkerRuntime
 
@@ -49,7 +50,7 @@ class FailedRun:
 def find(engine: Engine, which: Filter, limit: int | None = None) -> list[FailedRun]:
     """Failed runs, oldest first; a run still "running" after its lease counts as failed (its worker died)."""
     dialect = engine.dialect.name
-    now = runs.now_for(engine)
+    now = database.now_for(engine)
     query = (
         select(HandlerRun, LedgerEntry)
         .join(LedgerEntry, LedgerEntry.event_id == HandlerRun.event_id)
@@ -85,7 +86,7 @@ def replay(runtime: WorkerRuntime, failed: Iterable[FailedRun], progress: Callab
             outcomes["handler not registered here"] += 1
         else:
             delivery = processing.load_deliveries(runtime, [run.event_id]).get(run.event_id)
-            outcomes[processing.run_one(runtime, registration, delivery, mode="replay")] += 1
+            outcomes[processing.run_one(runtime, registration, delivery, mode=ClaimMode.REPLAY)] += 1
         progress(run)
     return outcomes
 
@@ -96,7 +97,7 @@ def enqueue_replays(runtime: WorkerRuntime, failed: Iterable[FailedRun]) -> int:
     for run in failed:
         by_handler.setdefault(run.handler, []).append(run.event_id)
     for handler, event_ids in by_handler.items():
-        processing.enqueue_runs(runtime, handler, event_ids, "replay")
+        processing.enqueue_runs(runtime, handler, event_ids, ClaimMode.REPLAY)
     return len(by_handler)
 
 
@@ -108,8 +109,8 @@ def discard(engine: Engine, failed: Iterable[FailedRun]) -> int:
             result = session.execute(
                 update(HandlerRun)
                 .where(HandlerRun.event_id == run.event_id, HandlerRun.handler == run.handler, HandlerRun.status == run.status)
-                .values(status=runs.DISCARDED, lease_token=None, lease_until=None, updated_at=runs.now_for(session))
+                .values(status=runs.DISCARDED, lease_token=None, lease_until=None, updated_at=database.now_for(session))
             )
             done += result.rowcount
-            runs.settle(session, [run.event_id])
+            ledger.settle(session, [run.event_id])
     return done

@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
-from workers import ledger, processing, runs
-from workers.mirror import db_time
+from workers import ledger, processing
+from workers.database import db_time
 from workers.models import LedgerEntry
 from workers.runtime import WorkerRuntime
 
@@ -82,7 +82,7 @@ def replay(runtime: WorkerRuntime, found: Sequence[SetAside]) -> dict[str, str]:
                     occurred_at=db_time(event.occurred_at, dialect),
                 )
             )
-        runs.settle(session, [d.event_id for d in usable])
+        ledger.settle(session, [d.event_id for d in usable])
     processing.enqueue_follow_ups(runtime, follow_ups)
     with Session(runtime.engine) as session:
         statuses = dict(session.execute(select(LedgerEntry.event_id, LedgerEntry.status).where(LedgerEntry.event_id.in_([d.event_id for d in usable]))).all())

@@ -11,6 +11,7 @@ import redis
 from rq.timeouts import JobTimeoutException
 
 from config.job_contract import wake_key
+from config.states import ClaimMode
 from workers import backfill_events, outages, processing, shutdown
 from workers.delivery_batches import Batch
 from workers.runtime import WorkerRuntime, current_runtime
@@ -109,7 +110,7 @@ def _batch_failed(runtime: WorkerRuntime, batch: Batch, exc: Exception) -> None:
         log.error("event %s failed alone %d times: moved to the dead-letter list (python -m workers dead-letter show %s)", event_id, count, event_id)
 
 
-def run_handler(handler: str, event_ids: Sequence[str], mode: str = "new", claimed_at: datetime | str | None = None) -> dict[str, str]:
+def run_handler(handler: str, event_ids: Sequence[str], mode: str = ClaimMode.NEW, claimed_at: datetime | str | None = None) -> dict[str, str]:
     """Run one custom handler on events of a committed batch, or retry it on one event (``claimed_at`` in ISO 8601: jobs are JSON)."""
     if isinstance(claimed_at, str):
         claimed_at = datetime.fromisoformat(claimed_at)

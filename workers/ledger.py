@@ -9,21 +9,20 @@ body is not a usable event; kept with its reason, never retried).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from sqlalchemy import case, exists, or_, select, update
 from sqlalchemy.orm import Session
 
-from workers.database import dialect_insert, execute_many
+from config.states import LedgerStatus, RunStatus
+from workers.database import db_time, dialect_insert, execute_many, now_for
 from workers.events import Event
-from workers.mirror import db_time
-from workers.models import LedgerEntry
-from workers.runs import now_for
+from workers.models import HandlerRun, LedgerEntry
+from workers.runs import DONE
 
-PENDING = "pending"
-PROCESSED = "processed"
-FAILED = "failed"
-INVALID = "invalid"
+PENDING, PROCESSED, FAILED, INVALID = LedgerStatus.PENDING, LedgerStatus.PROCESSED, LedgerStatus.FAILED, LedgerStatus.INVALID
 
 @dataclass(frozen=True)
 class Delivery:
@@ -69,3 +68,30 @@ def record(session: Session, deliveries: Sequence[Delivery], status_of: dict[str
     table = LedgerEntry.__table__
     statement = dialect_insert(session, table).on_conflict_do_nothing(index_elements=["event_id"]).returning(table.c.event_id)
     return set(execute_many(session, statement, rows).scalars())
+
+
+def settle(session: Session, event_ids: Iterable[str]) -> None:
+    """Set each event's ledger status from its runs: failed if one gave up, processed when all are done.
+
+    Two handlers of one event finishing at once both settle it: the ledger rows are locked
+    first (PostgreSQL), and the status is computed inside the UPDATE (SQLite takes its write
+    lock there), so the last one to write has read both outcomes.
+    """
+    ids = sorted(set(event_ids))
+    if not ids:
+        return
+    session.execute(select(LedgerEntry.event_id).where(LedgerEntry.event_id.in_(ids)).order_by(LedgerEntry.event_id).with_for_update())
+    now = now_for(session)
+
+    def any_run(*where: Any):  # noqa: ANN202 - a SQL condition
+        return exists().where(HandlerRun.event_id == LedgerEntry.event_id, *where)
+
+    failed, undone = any_run(HandlerRun.status == RunStatus.FAILED), any_run(HandlerRun.status.not_in(DONE))
+    session.execute(
+        update(LedgerEntry)
+        .where(LedgerEntry.event_id.in_(ids), LedgerEntry.status != INVALID)
+        .values(
+            status=case((failed, FAILED), (undone, PENDING), else_=PROCESSED),
+            processed_at=case((or_(failed, undone), LedgerEntry.processed_at), else_=now),
+        )
+    )

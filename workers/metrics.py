@@ -44,7 +44,7 @@ class Applied:
     occurred_at: datetime | None  # None for an invalid event: no lag to count
 
 
-def applied(deliveries: Iterable, status_of: dict[str, str], new: set[str]) -> list[Applied]:  # noqa: ANN001 - ledger.Delivery
+def applied(deliveries: Iterable, status_of: dict[str, str], new: set[str]) -> list[Applied]:  # of ledger.Delivery
     """The new ledger rows of a commit (``ledger.record``'s answer), for ``count``."""
     return [
         Applied(d.event.entity_type if d.event else "", d.event.operation if d.event else "", status_of[d.event_id], d.event.occurred_at if d.event else None)

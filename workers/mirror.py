@@ -15,16 +15,11 @@ from typing import Any
 from sqlalchemy import and_, func, not_, or_
 from sqlalchemy.orm import Session
 
-from workers.database import dialect_insert, execute_many
+from workers.database import db_time, dialect_insert, execute_many
 from workers.events import Event, plain
 from workers.models import MirroredRecord
 
 SOURCE_EVENT = "event"  # aiwyn_records.source of a row an event wrote (workers.sync writes the others)
-
-
-def db_time(moment: datetime, dialect: str) -> datetime:
-    """SQLite keeps datetimes as text: naive UTC everywhere keeps its comparisons right."""
-    return moment.astimezone(UTC).replace(tzinfo=None) if dialect == "sqlite" else moment
 
 
 def newer_than(incoming: Any, current: Any) -> Any:

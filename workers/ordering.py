@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from workers.database import dialect_insert
+from workers.database import db_time, dialect_insert
 from workers.events import Event
-from workers.mirror import db_time, newer_than
+from workers.mirror import newer_than
 from workers.models import HandlerCursor
 
 

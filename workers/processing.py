@@ -22,6 +22,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from config.job_contract import seen_key
+from config.states import ClaimMode
 from workers import ledger, metrics, runs, shutdown
 from workers.events import Event, InvalidEvent, parse_event
 from workers.handler_session import HandlerSession
@@ -136,7 +137,7 @@ def _commit(runtime: WorkerRuntime, deliveries: Sequence[Delivery]) -> FollowUps
             registration.batch_handler([e for e in events if e.id in claimed], session)
             redone |= claimed - new
             follow_ups.batch_runs[(registration.name, runs.SUCCEEDED)] += len(claimed)
-        runs.settle(session, redone)  # copies of known events whose batch run was still to do
+        ledger.settle(session, redone)  # copies of known events whose batch run was still to do
     follow_ups.applied = metrics.applied(deliveries, status_of, new)
     return follow_ups
 
@@ -152,7 +153,7 @@ def _commit_failure(runtime: WorkerRuntime, delivery: Delivery, exc: SQLAlchemyE
         with Session(runtime.engine) as session, session.begin():
             new = ledger.record(session, [delivery], {delivery.event_id: ledger.FAILED}, {delivery.event_id: error})
             runs.add_pending(session, ((delivery.event_id, r.name) for r in handlers))
-            runs.settle(session, [delivery.event_id])
+            ledger.settle(session, [delivery.event_id])
     except SQLAlchemyError as again:
         if is_outage(again):
             raise
@@ -214,7 +215,7 @@ def policy_for(runtime: WorkerRuntime, registration: Registration) -> Policy:
     )
 
 
-def run_handler(runtime: WorkerRuntime, handler: str, event_ids: Sequence[str], mode: str = "new", claimed_at: datetime | None = None) -> dict[str, str]:
+def run_handler(runtime: WorkerRuntime, handler: str, event_ids: Sequence[str], mode: str = ClaimMode.NEW, claimed_at: datetime | None = None) -> dict[str, str]:
     """Run one handler on these events, each on its own; returns the outcome per event id.
 
     ``mode`` says why (``new``, ``retry``, ``replay``: see ``runs.CLAIMABLE``), which decides
@@ -240,7 +241,7 @@ def run_handler(runtime: WorkerRuntime, handler: str, event_ids: Sequence[str], 
     return outcomes
 
 
-def run_one(runtime: WorkerRuntime, registration: Registration, delivery: Delivery | None, mode: str = "new", claimed_at: datetime | None = None) -> str:
+def run_one(runtime: WorkerRuntime, registration: Registration, delivery: Delivery | None, mode: str = ClaimMode.NEW, claimed_at: datetime | None = None) -> str:
     """Claim, run under the time limit, and record one handler's run on one event."""
     if delivery is None:
         return "unknown"  # no ledger row, hence no run row either: they are written together
@@ -268,7 +269,7 @@ def run_one(runtime: WorkerRuntime, registration: Registration, delivery: Delive
     except Exception as exc:  # a handler's error of any kind is its own, never the worker's
         outcome = _record_failure(runtime, registration, policy, event, claimed, exc)
     with Session(runtime.engine) as session, session.begin():
-        runs.settle(session, [event.id])
+        ledger.settle(session, [event.id])
     log.info("handler %s on event %s: %s", registration.name, event.id, outcome)
     if outcome in (runs.SUCCEEDED, runs.SKIPPED, runs.RETRYING, runs.FAILED):  # not "lease lost": the other worker counts it
         metrics.count_run(runtime.redis, runtime.settings.queue_name, registration.name, outcome)
@@ -282,7 +283,7 @@ def _fail_unrunnable(runtime: WorkerRuntime, handler: str, event_id: str, reason
         return "not claimable"
     with Session(runtime.engine) as session, session.begin():
         runs.finish(session, event_id, handler, claimed.token, runs.FAILED, reason)
-        runs.settle(session, [event_id])
+        ledger.settle(session, [event_id])
     log.error("handler %s on event %s cannot run: %s", handler, event_id, reason)
     metrics.count_run(runtime.redis, runtime.settings.queue_name, handler, runs.FAILED)
     gave_up(runtime, event_id)
@@ -319,9 +320,9 @@ def _record_failure(runtime: WorkerRuntime, registration: Registration, policy: 
     detail = "\n" + trace.rstrip() if attempt == 1 else ""
     log.warning("handler %s on event %s failed (attempt %d of %d), retry at %s: %s%s", registration.name, event.id, attempt, policy.attempts, retry_at.isoformat(timespec="seconds"), error, detail)
     if delay > 0:
-        runtime.handler_queue.enqueue_at(retry_at, RUN_HANDLER, registration.name, [event.id], "retry", job_timeout=int(policy.timeout) + 60)
+        runtime.handler_queue.enqueue_at(retry_at, RUN_HANDLER, registration.name, [event.id], ClaimMode.RETRY, job_timeout=int(policy.timeout) + 60)
     else:  # no wait asked for: queued now, not rounded up to the scheduler's next second
-        enqueue_runs(runtime, registration.name, [event.id], "retry")
+        enqueue_runs(runtime, registration.name, [event.id], ClaimMode.RETRY)
     return runs.RETRYING
 
 
@@ -344,7 +345,7 @@ def call_give_up_hooks(runtime: WorkerRuntime, registration: Registration, failu
             log.error("the give-up hook %s of handler %s failed on event %s: %s", getattr(hook, "__qualname__", hook), registration.name, failure.event_id, _describe(exc), exc_info=exc)
 
 
-def enqueue_runs(runtime: WorkerRuntime, handler: str, event_ids: list[str], mode: str = "new", claimed_at: datetime | None = None) -> None:
+def enqueue_runs(runtime: WorkerRuntime, handler: str, event_ids: list[str], mode: str = ClaimMode.NEW, claimed_at: datetime | None = None) -> None:
     """Queue one job that runs this handler on these events (see ``run_handler`` for ``mode``)."""
     registration = runtime.registry.get(handler)
     timeout = policy_for(runtime, registration).timeout if registration else runtime.settings.handler_timeout
@@ -362,4 +363,4 @@ def enqueue_follow_ups(runtime: WorkerRuntime, follow_ups: FollowUps) -> None:
     Called once the batch is committed, it also counts the batch (``workers.metrics``)."""
     metrics.count(runtime.redis, runtime.settings.queue_name, follow_ups.applied, follow_ups.batch_runs)
     for handler, event_ids in follow_ups.runs.items():
-        enqueue_runs(runtime, handler, event_ids, "new", follow_ups.claimed_at)
+        enqueue_runs(runtime, handler, event_ids, ClaimMode.NEW, follow_ups.claimed_at)

@@ -16,7 +16,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
-from workers import processing, runs
+from config.states import ClaimMode
+from workers import database, ledger, processing, runs
 from workers.handlers import Failure
 from workers.models import HandlerRun
 from workers.runtime import WorkerRuntime
@@ -38,7 +39,7 @@ def requeue_stuck_runs(runtime: WorkerRuntime, limit: int = SWEEP_LIMIT) -> int:
     """Queue a job again for each run that lost its own; returns how many were queued or failed."""
     engine = runtime.engine
     grace = timedelta(seconds=runtime.settings.handler_sweep_grace)
-    now = runs.now_for(engine)
+    now = database.now_for(engine)
     with Session(engine) as session:
         found = session.execute(
             select(HandlerRun.event_id, HandlerRun.handler, HandlerRun.status, HandlerRun.attempts - HandlerRun.attempt_base)
@@ -62,13 +63,13 @@ def requeue_stuck_runs(runtime: WorkerRuntime, limit: int = SWEEP_LIMIT) -> int:
             if not session.execute(update(HandlerRun).where(*row, _stuck(now, grace)).values(**values)).rowcount:
                 continue  # another sweep or a job took it meanwhile
             if final:
-                runs.settle(session, [event_id])
+                ledger.settle(session, [event_id])
         taken += 1
         if final:
             processing.gave_up(runtime, event_id)
             processing.call_give_up_hooks(runtime, registration, Failure(handler, event_id, None, error, None, attempts))
         else:
-            to_queue.setdefault((handler, "new" if status == runs.PENDING else "retry"), []).append(event_id)
+            to_queue.setdefault((handler, ClaimMode.NEW if status == runs.PENDING else ClaimMode.RETRY), []).append(event_id)
     for (handler, mode), event_ids in to_queue.items():
         processing.enqueue_runs(runtime, handler, event_ids, mode)
     if taken:

@@ -12,36 +12,26 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, case, exists, or_, select, update
+from sqlalchemy import Engine, and_, case, or_, update
 from sqlalchemy.orm import Session
 
-from workers.database import dialect_insert, execute_many
-from workers.mirror import db_time
-from workers.models import HandlerRun, LedgerEntry
+from config.states import ClaimMode, RunStatus
+from workers.database import db_time, dialect_insert, execute_many, now_for
+from workers.models import HandlerRun
 
-PENDING = "pending"
-RUNNING = "running"
-SUCCEEDED = "succeeded"
-RETRYING = "retrying"
-FAILED = "failed"
-SKIPPED = "skipped"
-DISCARDED = "discarded"
+PENDING, RUNNING, SUCCEEDED, RETRYING = RunStatus.PENDING, RunStatus.RUNNING, RunStatus.SUCCEEDED, RunStatus.RETRYING
+FAILED, SKIPPED, DISCARDED = RunStatus.FAILED, RunStatus.SKIPPED, RunStatus.DISCARDED
 DONE = (SUCCEEDED, SKIPPED, DISCARDED)
 # Which runs a job may take, by why it runs. A run left "running" by a dead worker (its lease
 # passed) may be taken by any of them.
 CLAIMABLE = {
-    "new": (PENDING,),  # a batch's follow-up job (and FAILED before the batch: see ``claim``)
-    "retry": (RETRYING,),  # the scheduled next attempt
-    "replay": (FAILED,),  # an operator's replay from the failed list
+    ClaimMode.NEW: (PENDING,),  # a batch's follow-up job (and FAILED before the batch: see ``claim``)
+    ClaimMode.RETRY: (RETRYING,),  # the scheduled next attempt
+    ClaimMode.REPLAY: (FAILED,),  # an operator's replay from the failed list
 }
-
-def now_for(session_or_engine: Session | Engine) -> datetime:
-    bind = session_or_engine.get_bind() if isinstance(session_or_engine, Session) else session_or_engine
-    return db_time(datetime.now(UTC), bind.dialect.name)
-
 
 def _claimable(now: datetime, statuses: Sequence[str], *more: Any):  # noqa: ANN202 - a SQL condition
     # Equalities, not IN: an IN list is an "expanding" parameter, which executemany refuses.
@@ -123,7 +113,7 @@ class Claim:
     replay: bool = False  # the run had failed for good before: this set of attempts is a replay's or a redelivery's
 
 
-def claim(engine: Engine, event_id: str, handler: str, lease_seconds: float, mode: str = "new", failed_before: datetime | None = None) -> Claim | None:
+def claim(engine: Engine, event_id: str, handler: str, lease_seconds: float, mode: str = ClaimMode.NEW, failed_before: datetime | None = None) -> Claim | None:
     """Take the run for this worker, in a transaction of its own; None when it is not to be taken.
 
     ``failed_before``: a failed run is taken too if it failed before then (a redelivery).
@@ -176,30 +166,3 @@ def finish(
         )
     )
     return result.rowcount == 1
-
-
-def settle(session: Session, event_ids: Iterable[str]) -> None:
-    """Set each event's ledger status from its runs: failed if one gave up, processed when all are done.
-
-    Two handlers of one event finishing at once both settle it: the ledger rows are locked
-    first (PostgreSQL), and the status is computed inside the UPDATE (SQLite takes its write
-    lock there), so the last one to write has read both outcomes.
-    """
-    ids = sorted(set(event_ids))
-    if not ids:
-        return
-    session.execute(select(LedgerEntry.event_id).where(LedgerEntry.event_id.in_(ids)).order_by(LedgerEntry.event_id).with_for_update())
-    now = now_for(session)
-
-    def any_run(*where: Any):  # noqa: ANN202 - a SQL condition
-        return exists().where(HandlerRun.event_id == LedgerEntry.event_id, *where)
-
-    failed, undone = any_run(HandlerRun.status == FAILED), any_run(HandlerRun.status.not_in(DONE))
-    session.execute(
-        update(LedgerEntry)
-        .where(LedgerEntry.event_id.in_(ids), LedgerEntry.status != "invalid")
-        .values(
-            status=case((failed, "failed"), (undone, "pending"), else_="processed"),
-            processed_at=case((or_(failed, undone), LedgerEntry.processed_at), else_=now),
-        )
-    )

@@ -48,7 +48,7 @@ def refusal(job: Any) -> str | None:
     try:
         name = job.func_name
         instance = job.instance
-    except Exception:  # noqa: BLE001 - any undecodable job (rq's DeserializationError, a bad JSON shape) is refused
+    except Exception:  # any undecodable job (rq's DeserializationError, a bad JSON shape) is refused
         return "its data cannot be read as a JSON job"
     if name not in ALLOWED_JOBS or instance is not None:
         return f"{str(name)[:100]!r} is not one of the project's job functions"

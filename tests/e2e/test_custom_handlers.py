@@ -148,7 +148,7 @@ def test_the_example_package_retries_as_asked_gives_up_and_is_replayed_by_the_wo
     archive.rename(stack.directory / "archive-unmounted")
     created = stack.records("POST", *({"type": "contact", "attributes": {"email": f"c{n}@example.com"}} for n in range(2))).json()["data"]["records"]
     contacts = {c["id"] for c in created}
-    ledgered = lambda: {e.event_id for e in stack.ledger() if e.record_id in contacts}  # noqa: E731
+    ledgered = lambda: {e.event_id for e in stack.ledger() if e.record_id in contacts}
     wait_for(lambda: len(ledgered()) == 2, timeout=20, what="the contacts' events")
     events = ledgered()
 

@@ -51,7 +51,7 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 with receiver._cond:
                     status, sleep = receiver._plan.pop(0) if receiver._plan else (receiver.default_status, 0.0)
@@ -66,7 +66,7 @@ class Receiver:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the emulator gave up waiting (the timeout case)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

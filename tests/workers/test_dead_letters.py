@@ -28,7 +28,7 @@ def poisoned_ledger(monkeypatch: pytest.MonkeyPatch) -> set[str]:
     real = ledger.record
     poisoned = {"evt_poison"}
 
-    def record(session, deliveries, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+    def record(session, deliveries, *args, **kwargs):
         if any(d.event_id in poisoned for d in deliveries):
             raise ValueError("a bug met by evt_poison")
         return real(session, deliveries, *args, **kwargs)

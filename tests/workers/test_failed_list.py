@@ -36,7 +36,7 @@ class Handlers:
         registry.register(lambda event, session: self.calls.update(["fine"]), name="fine")
         return registry
 
-    def _failing(self, name: str):  # noqa: ANN202 - a handler
+    def _failing(self, name: str):
         def run(event: Event, session: Session) -> None:
             self.calls[name] += 1
             if not self.fixed:

@@ -19,7 +19,7 @@ from config.job_contract import deliveries_key, delivery_mac_keys, pack_delivery
 from receiver.delivery_queue import DeliveryQueue, Enqueued
 from tests.events import event_body
 from tests.workers.conftest import MakeRuntime, deliver, ledger_row, run_row, statuses
-from workers import failed, processing, runs, shutdown
+from workers import database, failed, ledger, processing, shutdown
 from workers.delivery_batches import DeliveryBatches
 from workers.discovery import HandlerLoadError, load_registry
 from workers.events import Event
@@ -290,10 +290,10 @@ def test_two_handlers_of_one_event_settling_at_once_leave_it_processed(make_runt
 
     def settle() -> None:
         with Session(engine) as session, session.begin():
-            runs.settle(session, ["evt_1"])
+            ledger.settle(session, ["evt_1"])
 
     paused, resume = threading.Event(), threading.Event()
-    now_for = runs.now_for
+    now_for = database.now_for
 
     def slow_now_for(bind: object) -> object:
         if threading.current_thread().name == "first":  # between reading the runs and writing the ledger
@@ -301,7 +301,7 @@ def test_two_handlers_of_one_event_settling_at_once_leave_it_processed(make_runt
             resume.wait(5)
         return now_for(bind)
 
-    monkeypatch.setattr(runs, "now_for", slow_now_for)
+    monkeypatch.setattr(ledger, "now_for", slow_now_for)  # settle reads the clock through ledger
     mark("a", "succeeded")
     mark("b", "running")
     first = threading.Thread(target=settle, name="first")  # a's worker settles while b still runs
@@ -339,7 +339,7 @@ def test_a_job_for_a_handler_this_worker_lacks_leaves_the_run_to_one_that_has_it
     assert run_row(engine, "evt_1", "new").status == "pending" and failed.find(engine, failed.Filter()) == []
     assert requeue_stuck_runs(older) == 0  # nor does its sweep take the run
     with Session(engine) as session, session.begin():  # the grace passes
-        session.execute(update(HandlerRun).where(HandlerRun.event_id == "evt_1").values(updated_at=runs.now_for(engine) - timedelta(hours=1)))
+        session.execute(update(HandlerRun).where(HandlerRun.event_id == "evt_1").values(updated_at=database.now_for(engine) - timedelta(hours=1)))
     assert requeue_stuck_runs(full) == 1
     [job] = full.handler_queue.jobs
     processing.run_handler(full, *job.args)

@@ -25,7 +25,7 @@ from workers.registry import MIRROR, default_registry
 from workers.worker import DrainWorker
 
 
-def scrape(app, token: str | None = None) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:  # noqa: ANN001
+def scrape(app, token: str | None = None) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     answer = app.test_client().get("/metrics", headers=headers)
     assert answer.status_code == 200, answer.text
@@ -36,7 +36,7 @@ def scrape(app, token: str | None = None) -> dict[tuple[str, tuple[tuple[str, st
     }
 
 
-def web_app(settings: Settings):  # noqa: ANN201
+def web_app(settings: Settings):
     app = create_app(settings)
     app.extensions["aiwyn"].secrets.store(SUB, [{"secret": SECRET, "algorithm": "v1", "expiresAt": None}])
     return app
@@ -45,7 +45,7 @@ def web_app(settings: Settings):  # noqa: ANN201
 def test_a_known_stream_shows_exact_counts_from_either_web_process(
     make_runtime: MakeRuntime, settings: Settings, database_url: str, redis_client: redis.Redis, engine: sqlalchemy.Engine
 ) -> None:
-    def refuses(event, session) -> None:  # noqa: ANN001
+    def refuses(event, session) -> None:
         raise DoNotRetry("the CRM refuses staff")
 
     registry = default_registry()

@@ -112,7 +112,7 @@ def test_two_workers_on_one_batch_at_once_apply_it_once(make_runtime: MakeRuntim
     def work() -> None:
         try:
             deliver(runtime, *batch)
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=work) for _ in range(2)]

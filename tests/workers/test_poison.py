@@ -53,7 +53,7 @@ def test_any_error_while_applying_one_delivery_sets_only_it_aside(make_runtime: 
 
     real = workers.mirror.plain
 
-    def plain(value):  # noqa: ANN001, ANN202 - an unexpected bug that only one delivery meets
+    def plain(value):
         if isinstance(value, dict | type(None)) or "boom" not in str(dict(value)):
             return real(value)
         raise TypeError("an unexpected bug")

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from tests.events import event_body
 from tests.workers.conftest import MakeRuntime, deliver, ledger_row, run_row, statuses
-from workers import processing, runs
+from workers import database, processing, runs
 from workers.events import Event
 from workers.models import HandlerRun
 from workers.recovery import requeue_stuck_runs
@@ -20,7 +20,7 @@ from workers.worker import DrainWorker
 
 def age(engine: sqlalchemy.Engine, event_id: str, seconds: float, column: str) -> None:
     """Move a run's timestamp into the past, as if its job had been lost that long ago."""
-    past = runs.now_for(engine) - timedelta(seconds=seconds)
+    past = database.now_for(engine) - timedelta(seconds=seconds)
     with Session(engine) as session, session.begin():
         session.execute(update(HandlerRun).where(HandlerRun.event_id == event_id, HandlerRun.handler == "counted").values({column: past}))
 

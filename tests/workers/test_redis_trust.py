@@ -30,7 +30,7 @@ def mirrored(engine: sqlalchemy.Engine) -> set[str]:
         return {row.record_id for row in session.scalars(sqlalchemy.select(MirroredRecord))}
 
 
-def test_a_job_naming_any_other_function_is_failed_unrun(make_runtime: MakeRuntime, redis_client: redis.Redis, tmp_path: Path, caplog) -> None:  # noqa: ANN001
+def test_a_job_naming_any_other_function_is_failed_unrun(make_runtime: MakeRuntime, redis_client: redis.Redis, tmp_path: Path, caplog) -> None:
     runtime = make_runtime()
     marker = tmp_path / "owned"
     job = runtime.queue.enqueue("subprocess.getoutput", f"touch {marker}")  # what anyone with Redis access can write
@@ -81,7 +81,7 @@ def test_every_job_the_project_queues_is_allowed() -> None:
 
 
 def test_a_delivery_pushed_without_the_receivers_mac_is_set_aside(
-    make_runtime: MakeRuntime, settings: Settings, redis_client: redis.Redis, engine: sqlalchemy.Engine, caplog  # noqa: ANN001
+    make_runtime: MakeRuntime, settings: Settings, redis_client: redis.Redis, engine: sqlalchemy.Engine, caplog
 ) -> None:
     runtime = make_runtime()
     queue = deliveries_key(settings.queue_name)

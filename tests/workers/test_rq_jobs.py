@@ -50,7 +50,7 @@ def test_queued_deliveries_are_drained_by_one_rq_job(make_runtime: MakeRuntime, 
     assert 0 < redis_client.ttl("aiwyn:seen:evt_1") <= settings.dedupe_ttl
 
 
-def test_a_database_error_while_the_database_answers_gives_the_batch_back_for_a_while(make_runtime: MakeRuntime, settings: Settings, redis_client: redis.Redis, engine: sqlalchemy.Engine, tmp_path) -> None:  # noqa: ANN001
+def test_a_database_error_while_the_database_answers_gives_the_batch_back_for_a_while(make_runtime: MakeRuntime, settings: Settings, redis_client: redis.Redis, engine: sqlalchemy.Engine, tmp_path) -> None:
     outage = replace(settings, database_url=f"sqlite:///{tmp_path / 'not-migrated.sqlite3'}", job_retry_intervals=(1,))
     broken = start_runtime(outage, default_registry())  # every statement fails: no such table
     deliveries = DeliveryQueue(outage, redis_client)
@@ -71,7 +71,7 @@ def test_a_database_error_while_the_database_answers_gives_the_batch_back_for_a_
     assert redis_client.keys("aiwyn:*:batch:*") == []
 
 
-def test_a_worker_waits_for_a_lost_database_and_drains_when_it_is_back(settings: Settings, redis_client: redis.Redis, tmp_path, caplog) -> None:  # noqa: ANN001
+def test_a_worker_waits_for_a_lost_database_and_drains_when_it_is_back(settings: Settings, redis_client: redis.Redis, tmp_path, caplog) -> None:
     folder = tmp_path / "db"
     url = f"sqlite:///{folder / 'mirror.sqlite3'}"
     upgrade(url)

@@ -105,7 +105,7 @@ def test_values_read_back_typed_and_a_value_of_another_shape_is_null(api: httpx.
     _mirror(engine, "staff", "s1", {"name": "Ada", "lastLoginAt": "2026-11-23T10:00:00+01:00"})
     _mirror(engine, "staff", "s2", {"name": "Bob", "lastLoginAt": "yesterday"})
     with engine.connect() as connection:
-        run = lambda sql: connection.execute(sqlalchemy.text(sql)).all()  # noqa: E731
+        run = lambda sql: connection.execute(sqlalchemy.text(sql)).all()
         assert run("SELECT record_id FROM aiwyn_client WHERE employee_count > 100") == [("c1",)]  # "120" > 100 as integers
         assert run("SELECT record_id FROM aiwyn_client WHERE employee_count < 100") == [("c2",)]
         assert run("SELECT record_id FROM aiwyn_client WHERE is_prospect") == [("c1",)]

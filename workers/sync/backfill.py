@@ -119,7 +119,7 @@ def run(
         except BaseException:
             try:
                 state.release(engine, held)
-            except Exception:  # noqa: BLE001 - the original error is the one to show
+            except Exception:  # the original error is the one to show
                 log.debug("could not release the lease of %s", entity_type.name)
             raise
         done[entity_type.name] = held.done

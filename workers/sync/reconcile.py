@@ -18,7 +18,8 @@ from typing import Any
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
-from workers.mirror import db_time, upsert_rows
+from workers.database import db_time
+from workers.mirror import upsert_rows
 from workers.models import MirroredRecord
 from workers.sync import state
 from workers.sync.backfill import build_rows, fetch_page

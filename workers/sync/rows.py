@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from workers.database import db_time
 from workers.events import MAX_NESTING, InvalidEvent, nesting, parse_time
-from workers.mirror import db_time
 
 SOURCE_BACKFILL = "backfill"
 SOURCE_RECONCILE = "reconcile"

@@ -14,8 +14,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine, or_, select, update
 from sqlalchemy.orm import Session
 
-from workers.database import dialect_insert
-from workers.mirror import db_time
+from workers.database import db_time, dialect_insert
 from workers.models import SyncState
 
 
