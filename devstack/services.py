@@ -124,10 +124,14 @@ def start_emulator(env: Mapping[str, str], log_path: Path, port: int | None = No
     return process, base_url
 
 
-def run_release(env: Mapping[str, str], log_path: Path) -> None:
-    """The Procfile's ``release``: migrations, the typed views, then subscription registration."""
-    steps = ([sys.executable, "-m", "workers", "migrate"], [sys.executable, "-m", "workers", "views"], [sys.executable, "-m", "receiver", "register"])
-    for argv in steps:
+RELEASE_STEPS = (("workers", "migrate"), ("workers", "views"), ("receiver", "register"))
+REGISTER_ONLY = (("receiver", "register"),)
+
+
+def run_release(env: Mapping[str, str], log_path: Path, steps: Sequence[tuple[str, str]] = RELEASE_STEPS) -> None:
+    """The Procfile's ``release``: migrations, the typed views, then subscription registration (or only ``steps`` of it)."""
+    for module, command in steps:
+        argv = [sys.executable, "-m", module, command]
         process = Process("release", argv, env, log_path)
         code = process.popen.wait(120)
         process.stop()
