@@ -120,7 +120,8 @@ def start_emulator(env: Mapping[str, str], log_path: Path, port: int | None = No
     port = port or free_port()
     process = Process("emulator", [sys.executable, "-m", "emulator", "--port", str(port)], env, log_path)
     base_url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: port_in_use(port), 20, f"emulator on port {port}", process)
+    # Its own line, not "something accepts connections on the port": that may be another emulator.
+    wait_until(lambda: f"emulator listening on {base_url}" in process.output(), 20, f"emulator on port {port}", process)
     return process, base_url
 
 
