@@ -27,6 +27,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,23 +35,46 @@ from typing import Any
 import httpx
 import redis
 import sqlalchemy
+from rq import Queue
 
 from bench.load import event, run_wrk, write_requests
-from config.job_contract import deliveries_key, delivery_mac_keys, pack_delivery, seen_key
-from devstack.services import ROOT, Process, free_port, local_secrets_key, run_release, start_emulator, start_redis, start_web
+from config.job_contract import JOB_SERIALIZER, deliveries_key, delivery_mac_keys, enqueue_drain, pack_delivery, seen_key
+from config.settings import from_env as settings_from_env
+from devstack.services import (
+    REGISTER_ONLY,
+    ROOT,
+    Process,
+    free_port,
+    local_secrets_key,
+    run_release,
+    start_emulator,
+    start_redis,
+    start_web,
+)
 from workers.database import make_engine
 from workers.models import MirroredRecord, metadata
 
 QUEUE = "aiwyn-events"
+RECEIVER_APP = "receiver:create_app()"
+BARE_APP = "bench.bare_app:app"
 
 
 class Stack:
-    """Redis, the emulator (for the subscription and its secret), migrations and registration done."""
+    """Redis, the emulator (for the subscription and its secret), migrations and registration done.
 
-    def __init__(self, directory: Path, database_url: str) -> None:
+    ``quick`` (the smoke run) keeps one web process per app for the whole run, kills processes
+    instead of stopping them gracefully and skips the waits that only make the figures steady:
+    it checks the harness, not the speed.
+    """
+
+    def __init__(self, directory: Path, database_url: str, *, quick: bool = False) -> None:
         self.directory = directory
         self.database_url = database_url
+        self.quick = quick
+        self.stop_timeout = 0.0 if quick else 10.0
         self.processes: list[Process] = []
+        self.kept_web: dict[str, tuple[Process, int]] = {}
+        self.kept_workers: list[Process] = []
         self.port = free_port()
         redis_process, redis_url = start_redis(directory / "redis")
         self.processes.append(redis_process)
@@ -68,9 +92,21 @@ class Stack:
             "AIWYN_CLIENT_ID": "bench",
             "AIWYN_CLIENT_SECRET": "bench-secret",
         }
+        if quick:
+            self.env["AIWYN_RECEIVER_WEB_WORKERS"] = "1"  # fewer processes to start on a small machine
         emulator, self.env["AIWYN_BASE_URL"] = start_emulator(self.env, directory / "emulator.log")
         self.processes.append(emulator)
-        run_release(self.env, directory / "release.log")
+        # The rest of the release (``main`` has migrated): the typed views and registration, side by
+        # side, and beside them, in quick runs, the bare endpoint, which needs neither.
+        steps: list[Callable[[], object]] = [
+            lambda: run_release(self.env, directory / "release-views.log", (("workers", "views"),)),
+            lambda: run_release(self.env, directory / "release-register.log", REGISTER_ONLY),
+        ]
+        if quick:
+            steps.append(lambda: self.keep_web(BARE_APP))
+        with ThreadPoolExecutor(len(steps)) as pool:
+            for done in [pool.submit(step) for step in steps]:
+                done.result()
         api = httpx.Client(base_url=self.env["AIWYN_BASE_URL"], timeout=10)
         token = api.post("/api/v1/auth/token", data={"grant_type": "client_credentials", "client_id": "bench", "client_secret": "bench-secret"})
         api.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
@@ -81,23 +117,53 @@ class Stack:
         self.redis = redis.Redis.from_url(redis_url)
         self.engine = make_engine(database_url)
 
+    def keep_web(self, *apps: str) -> None:
+        """Quick runs: start these web processes side by side now, kept until ``stop``."""
+        with ThreadPoolExecutor(len(apps)) as pool:
+            list(pool.map(self._keep_web, apps))
+
+    def _keep_web(self, app: str) -> None:
+        # Kept web processes each need a port of their own; the receiver's is the one registered.
+        port = self.port if app == RECEIVER_APP else free_port()
+        process = start_web(self.env | {"PORT": str(port)}, self.directory / f"web-{port}.log", port, app)
+        self.kept_web[app] = (process, port)
+        self.processes.append(process)
+
     @contextlib.contextmanager
-    def web(self, app: str = "receiver:create_app()") -> Iterator[str]:
-        process = start_web(self.env, self.directory / "web.log", self.port, app)
+    def web(self, app: str = RECEIVER_APP) -> Iterator[str]:
+        if self.quick and app not in self.kept_web:
+            self.keep_web(app)
+        if app in self.kept_web:
+            yield f"http://127.0.0.1:{self.kept_web[app][1]}"
+            return
+        port = self.port
+        process = start_web(self.env, self.directory / "web.log", port, app)
         try:
-            yield f"http://127.0.0.1:{self.port}"
+            yield f"http://127.0.0.1:{port}"
         finally:
-            process.stop()
+            process.stop(self.stop_timeout)
 
     @contextlib.contextmanager
     def workers(self, count: int) -> Iterator[None]:
         env = self.env | {"AIWYN_RECEIVER_LOG_LEVEL": "WARNING"}
+        if self.quick:
+            # Quick runs keep their workers (the phases ask for 1, 1, 1, then 2): only the count
+            # asked for may be running, and a drain job wakes the kept ones for a pre-filled queue.
+            if len(self.kept_workers) > count:
+                raise RuntimeError(f"{len(self.kept_workers)} workers are kept; a quick run cannot go down to {count}")
+            while len(self.kept_workers) < count:
+                process = Process("worker", [sys.executable, "-m", "workers", "work"], env, self.directory / f"worker{len(self.kept_workers)}.log")
+                self.kept_workers.append(process)
+                self.processes.append(process)
+            enqueue_drain(Queue(QUEUE, connection=self.redis, serializer=JOB_SERIALIZER), settings_from_env(self.env))
+            yield
+            return
         processes = [Process("worker", [sys.executable, "-m", "workers", "work"], env, self.directory / f"worker{n}.log") for n in range(count)]
         try:
             yield
         finally:
             for process in processes:
-                process.stop()
+                process.stop(self.stop_timeout)
 
     def reset(self) -> None:
         """Empty queue, deduplication and tables between runs; keep the secrets registration stored."""
@@ -123,7 +189,7 @@ class Stack:
     def stop(self) -> None:
         self.engine.dispose()
         for process in reversed(self.processes):
-            process.stop()
+            process.stop(self.stop_timeout)
 
 
 def wait_for_count(stack: Stack, target: int, timeout: float) -> tuple[float, int, float]:
@@ -155,16 +221,17 @@ def prefill(stack: Stack, count: int, records: int, prefix: str) -> None:
 def bench_ingest(stack: Stack, work: Path, seconds: float, runs: int) -> dict[str, Any]:
     results: dict[str, list[dict[str, float]]] = {"bare": [], "ingest": []}
     for run in range(runs):
-        for name, app in (("bare", "bench.bare_app:app"), ("ingest", "receiver:create_app()")):
+        for name, app in (("bare", BARE_APP), ("ingest", RECEIVER_APP)):
             stack.reset()
             requests = work / f"ingest-{run}.tsv"
             write_requests(requests, stack.secret, stack.subscription_id, int(seconds * 9000), 20_000, f"i{run}")
             with stack.web(app) as url:
-                run_wrk(url, requests, 1)  # warm-up: imports, connections, first secrets load
+                if not stack.quick:
+                    run_wrk(url, requests, 1)  # warm-up: imports, connections, first secrets load
                 stack.redis.delete(deliveries_key(QUEUE))
                 result = run_wrk(url, requests, seconds)
             if result.non_2xx:
-                raise RuntimeError(f"{name}: {result.non_2xx} answers were not 2xx; see {stack.directory}/web.log")
+                raise RuntimeError(f"{name}: {result.non_2xx} answers were not 2xx; see the web logs in {stack.directory}")
             results[name].append({"rps": result.requests_per_second, "p50_ms": result.p50_ms, "p99_ms": result.p99_ms})
     summary = {name: {k: statistics.median(r[k] for r in rows) for k in rows[0]} for name, rows in results.items()}
     summary["ratio"] = summary["ingest"]["rps"] / summary["bare"]["rps"]
@@ -188,7 +255,8 @@ def bench_latency(stack: Stack, rate: float, seconds: float, runs: int) -> dict[
     for run in range(runs):
         stack.reset()
         with stack.workers(1), stack.web() as url:
-            time.sleep(1.0)  # workers idle and listening
+            if not stack.quick:
+                time.sleep(1.0)  # workers idle and listening
             samples.extend(_steady_latencies(stack, url, rate, seconds, f"l{run}"))
     samples.sort()
     return {"p50_ms": statistics.median(samples), "p99_ms": samples[int(len(samples) * 0.99) - 1], "samples": len(samples)}
@@ -245,17 +313,18 @@ def bench_burst(stack: Stack, work: Path, count: int, workers: int, runs: int) -
         # One spare: wrk builds one request that it never sends.
         write_requests(requests, stack.secret, stack.subscription_id, count + 1, count // 4, f"b{run}")
         with stack.workers(workers), stack.web() as url:
-            time.sleep(1.0)
+            if not stack.quick:
+                time.sleep(1.0)  # workers idle and listening
             keys_before = stack.redis.dbsize()
             started = datetime.now(UTC)
             acked_at = _watch(lambda target=keys_before + count: stack.redis.dbsize() >= target)  # a seen key per acknowledged event
-            sent = run_wrk(url, requests, max(10.0, count / 400), limit=count + 1)  # the workers mirror meanwhile
+            sent = run_wrk(url, requests, max(1.0 if stack.quick else 10.0, count / 400), limit=count + 1)  # the workers mirror meanwhile
             if sent.non_2xx:
-                raise RuntimeError(f"burst: {sent.non_2xx} answers were not 2xx; see {stack.directory}/web.log")
+                raise RuntimeError(f"burst: {sent.non_2xx} answers were not 2xx; see the web logs in {stack.directory}")
             # Count what the receiver acknowledged: all of them, unless wrk's time ran out first.
             accepted = sum(1 for _ in stack.redis.scan_iter("aiwyn:seen:*", count=1000))
             if accepted < count or not acked_at:
-                raise RuntimeError(f"burst: only {accepted} of {count} events were acknowledged; see {stack.directory}/web.log")
+                raise RuntimeError(f"burst: only {accepted} of {count} events were acknowledged; see the web logs in {stack.directory}")
             wait_for_count(stack, accepted, timeout=120)
             mirrored.append((stack.last_processed_at() - started).total_seconds())
             acknowledged.append((acked_at[0] - started).total_seconds())
@@ -276,9 +345,6 @@ def bench_view_query(stack: Stack, count: int, runs: int) -> dict[str, float]:
             connection.execute(MirroredRecord.__table__.insert(), rows[start : start + 5000])
         if stack.engine.dialect.name == "postgresql":
             connection.exec_driver_sql("ANALYZE aiwyn_records")
-    made = subprocess.run([sys.executable, "-m", "workers", "views"], env=stack.env, capture_output=True, text=True, timeout=120)
-    if made.returncode != 0:
-        raise RuntimeError(f"views: exit {made.returncode}: {made.stderr[-2000:]}")
     figures = {}
     for name, sql in (("text_equality_ms", "SELECT count(*) FROM aiwyn_client WHERE client_number = 'C-4242'"),
                       ("integer_equality_ms", "SELECT count(*) FROM aiwyn_client WHERE employee_count = 120")):  # fmt: skip
@@ -348,7 +414,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     smoke = args.smoke
     runs = 1 if smoke else args.runs
-    events, burst, backfilled, viewed = (3000, 500, 2000, 2000) if smoke else (20_000, 10_000, 50_000, 100_000)
+    events, burst, backfilled, viewed = (1000, 200, 500, 2000) if smoke else (20_000, 10_000, 50_000, 100_000)
+    ingest_seconds, latency_seconds = (1, 0.5) if smoke else (10, 10)
     results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "at": datetime.now(UTC).isoformat(timespec="seconds")}, "smoke": smoke, "runs": runs}
     with tempfile.TemporaryDirectory(prefix="aiwyn-bench-") as tmp:
         work = Path(tmp)
@@ -357,11 +424,11 @@ def main(argv: list[str] | None = None) -> int:
                 from workers.migrate import upgrade
 
                 upgrade(url)
-                stack = Stack(work / f"stack-{kind}", url)
+                stack = Stack(work / f"stack-{kind}", url, quick=smoke)
                 try:
                     if kind == "sqlite":
-                        record(results, "ingest", bench_ingest(stack, work, 2 if smoke else 10, runs))
-                        record(results, "latency", bench_latency(stack, 20, 2 if smoke else 10, runs))
+                        record(results, "ingest", bench_ingest(stack, work, ingest_seconds, runs))
+                        record(results, "latency", bench_latency(stack, 20, latency_seconds, runs))
                     for workers in (1, 2):
                         record(results, f"workers_{kind}_{workers}", bench_workers(stack, events, workers, runs))
                     record(results, f"burst_{kind}", bench_burst(stack, work, burst, 2, runs))

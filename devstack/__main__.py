@@ -33,20 +33,20 @@ VAR = ROOT / "var"
 EMULATOR_PORT = 8700
 
 
-def _instructions(env: dict[str, str]) -> str:
+def _instructions(env: dict[str, str], var: Path) -> str:
     python = os.path.relpath(sys.executable, Path.cwd())
     emulator = env.get("AIWYN_BASE_URL", "")
     lines = [
         "",
         "=" * 78,
         f"The receiver is up: {env['PUBLIC_URL']}/webhooks/aiwyn (health: {env['PUBLIC_URL']}/readyz)",
-        f"Aiwyn API: {emulator}   Redis: {env['REDIS_URL']}   Database: {env.get('DATABASE_URL') or 'var/aiwyn.sqlite3'}",
+        f"Aiwyn API: {emulator}   Redis: {env['REDIS_URL']}   Database: {env.get('DATABASE_URL') or var / 'aiwyn.sqlite3'}",
         "",
         "In another terminal, create, change and delete a record in the emulator and watch the mirror:",
         f"  {python} -m devstack.demo --aiwyn {emulator}",
         f"  {python} -m workers records          # the mirror, newest first",
         "",
-        f"Logs of the emulator and Redis are in var/logs/. Emulator deliveries: {emulator}/_emulator/stats",
+        f"Logs of the emulator and Redis are in {var / 'logs'}/. Emulator deliveries: {emulator}/_emulator/stats",
         "Ctrl-C stops everything.",
         "=" * 78,
     ]
@@ -66,7 +66,9 @@ def _ready(procfile: subprocess.Popen[bytes], port: int) -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/run", description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=None, help="web port (default: $PORT or 8000)")
+    parser.add_argument("--var", type=Path, default=VAR, help="where the stack keeps its state and logs (default: the checkout's var/)")
     args = parser.parse_args(argv)
+    var = args.var.resolve()
 
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
@@ -80,30 +82,32 @@ def main(argv: list[str] | None = None) -> int:
     env.setdefault("PUBLIC_URL", f"http://127.0.0.1:{port}")
     env.setdefault("AIWYN_RECEIVER_BIND_HOST", "127.0.0.1")
     env.setdefault("AIWYN_RECEIVER_ALLOW_HTTP", "1")  # the local stack serves plain http on loopback
-    env.setdefault("AIWYN_RECEIVER_SECRETS_KEY", local_secrets_key(VAR / "secrets.key"))
+    env.setdefault("AIWYN_RECEIVER_SECRETS_KEY", local_secrets_key(var / "secrets.key"))
+    if var != VAR:  # the settings' default database is the checkout's var/aiwyn.sqlite3
+        env.setdefault("DATABASE_URL", f"sqlite:///{var / 'aiwyn.sqlite3'}")
     started: list[Process] = []
     procfile: subprocess.Popen[bytes] | None = None
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:
         if not env.get("REDIS_URL"):
-            redis_process, env["REDIS_URL"] = start_redis(VAR / "redis", durable=True)  # what it acknowledged survives a restart
+            redis_process, env["REDIS_URL"] = start_redis(var / "redis", durable=True)  # what it acknowledged survives a restart
             started.append(redis_process)
             print(f"started a private redis-server at {env['REDIS_URL']}")
         if not env.get("AIWYN_BASE_URL"):
             # Quick retries, so a delivery refused while the web process starts lands soon.
             env.setdefault("EMULATOR_RETRY_SCHEDULE", "1,2,5,10,30,60,300")
             emulator_port = EMULATOR_PORT if not port_in_use(EMULATOR_PORT) else free_port()
-            emulator, env["AIWYN_BASE_URL"] = start_emulator(env, VAR / "logs" / "emulator.log", emulator_port)
+            emulator, env["AIWYN_BASE_URL"] = start_emulator(env, var / "logs" / "emulator.log", emulator_port)
             started.append(emulator)
             env.setdefault("AIWYN_CLIENT_ID", env.get("EMULATOR_CLIENT_ID", "local-client"))
             env.setdefault("AIWYN_CLIENT_SECRET", env.get("EMULATOR_CLIENT_SECRET", "local-secret"))
             print(f"started the Aiwyn emulator at {env['AIWYN_BASE_URL']}")
-        run_release(env, VAR / "logs" / "release.log")
+        run_release(env, var / "logs" / "release.log")
         print("release done: migrations applied, subscriptions registered")
         honcho = Path(sys.executable).with_name("honcho")
         procfile = subprocess.Popen([str(honcho), "-f", str(ROOT / "Procfile"), "-d", str(ROOT), "start", "web", "worker"], env=env)
         wait_until(lambda: _ready(procfile, port), 60, "web /readyz")
-        print(_instructions(env), flush=True)
+        print(_instructions(env, var), flush=True)
         return procfile.wait()
     except StackError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -120,14 +120,19 @@ def start_emulator(env: Mapping[str, str], log_path: Path, port: int | None = No
     port = port or free_port()
     process = Process("emulator", [sys.executable, "-m", "emulator", "--port", str(port)], env, log_path)
     base_url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: port_in_use(port), 20, f"emulator on port {port}", process)
+    # Its own line, not "something accepts connections on the port": that may be another emulator.
+    wait_until(lambda: f"emulator listening on {base_url}" in process.output(), 20, f"emulator on port {port}", process)
     return process, base_url
 
 
-def run_release(env: Mapping[str, str], log_path: Path) -> None:
-    """The Procfile's ``release``: migrations, the typed views, then subscription registration."""
-    steps = ([sys.executable, "-m", "workers", "migrate"], [sys.executable, "-m", "workers", "views"], [sys.executable, "-m", "receiver", "register"])
-    for argv in steps:
+RELEASE_STEPS = (("workers", "migrate"), ("workers", "views"), ("receiver", "register"))
+REGISTER_ONLY = (("receiver", "register"),)
+
+
+def run_release(env: Mapping[str, str], log_path: Path, steps: Sequence[tuple[str, str]] = RELEASE_STEPS) -> None:
+    """The Procfile's ``release``: migrations, the typed views, then subscription registration (or only ``steps`` of it)."""
+    for module, command in steps:
+        argv = [sys.executable, "-m", module, command]
         process = Process("release", argv, env, log_path)
         code = process.popen.wait(120)
         process.stop()

@@ -22,7 +22,7 @@ def test_the_run_command_serves_the_demo_and_stops_everything(tmp_path: Path) ->
     env = base_env() | {"DATABASE_URL": f"sqlite:///{tmp_path / 'mirror.sqlite3'}"}
     output = tmp_path / "run.out"
     with open(output, "wb") as sink:
-        run = subprocess.Popen([sys.executable, "-m", "devstack", "--port", str(port)], env=env, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT)
+        run = subprocess.Popen([sys.executable, "-m", "devstack", "--port", str(port), "--var", str(tmp_path / "var")], env=env, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT)
     try:
         wait_for(lambda: "The receiver is up" in output.read_text() or run.poll() is not None, timeout=90, what="the run command")
         text = output.read_text()
