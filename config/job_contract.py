@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from config.settings import Settings
 
 DRAIN_DELIVERIES = "workers.jobs.drain_deliveries"
+# The job that runs one custom handler on events of a committed batch (or retries one event).
+RUN_HANDLER = "workers.jobs.run_handler"
 # Every queue and worker of the project serializes jobs as JSON: pickle would run code on load.
 JOB_SERIALIZER = JSONSerializer
 # A wake-up flag lives this long at most, so a drain job lost between the flag and its enqueue

@@ -37,3 +37,21 @@ class ClaimMode(StrEnum):
     NEW = "new"  # a batch's follow-up job
     RETRY = "retry"  # the scheduled next attempt
     REPLAY = "replay"  # an operator's replay from the failed list
+
+
+class RunOutcome(StrEnum):
+    """What a handler job reports for an event when no run status was written by it."""
+
+    HANDLER_NOT_HERE = "handler not here"  # this worker lacks the handler (a rolling deploy): left to one that has it
+    NOT_CLAIMABLE = "not claimable"  # done, discarded, or running elsewhere
+    LEASE_LOST = "lease lost"  # another worker took the run over: its result stands
+    UNKNOWN = "unknown"  # no ledger row (hence no run row) for the event id
+
+
+class StepAction(StrEnum):
+    """What registration does to one subscription (``receiver.registration.plan``)."""
+
+    CREATE = "create"
+    UPDATE = "update"
+    DEACTIVATE = "deactivate"
+    UNCHANGED = "unchanged"

@@ -30,6 +30,7 @@ import redis
 
 from aiwyn_api.client import AiwynClient
 from config.logs import redact
+from config.states import StepAction
 from config.subscriptions import OWNED_PREFIX, SubscriptionSpec
 from receiver.secret_store import SecretStore
 
@@ -47,7 +48,7 @@ class RegistrationError(Exception):
 class Step:
     """One action of a plan."""
 
-    action: str  # "create", "update", "deactivate" or "unchanged"
+    action: StepAction
     name: str
     subscription_id: str | None
     changes: dict[str, Any]
@@ -133,7 +134,7 @@ def plan(existing: list[dict[str, Any]], specs: list[SubscriptionSpec], owner: O
         if not named:
             if spec.signature_algorithm:  # a create-time choice: an existing subscription keeps its own
                 wanted["signatureAlgorithm"] = spec.signature_algorithm
-            steps.append(Step("create", spec.name, None, wanted))
+            steps.append(Step(StepAction.CREATE, spec.name, None, wanted))
             continue
         # Prefer a marked one, then one delivering to us, then an active one, then the newest.
         named.sort(
@@ -145,10 +146,10 @@ def plan(existing: list[dict[str, Any]], specs: list[SubscriptionSpec], owner: O
         drift = {key: value for key, value in wanted.items() if _differs(value, current.get(key))}
         if not current.get("active"):
             drift["active"] = True
-        steps.append(Step("update" if drift else "unchanged", spec.name, current["id"], drift))
+        steps.append(Step(StepAction.UPDATE if drift else StepAction.UNCHANGED, spec.name, current["id"], drift))
     for sub in ours:
         if sub["id"] not in kept and sub.get("active"):
-            steps.append(Step("deactivate", sub["name"], sub["id"], {}))
+            steps.append(Step(StepAction.DEACTIVATE, sub["name"], sub["id"], {}))
     return steps
 
 
@@ -156,13 +157,13 @@ def apply(client: AiwynClient, steps: list[Step], before_call: Callable[[], obje
     """Carry the plan out; returns the steps with the ids of created subscriptions."""
     done = []
     for step in steps:
-        if step.action != "unchanged":
+        if step.action != StepAction.UNCHANGED:
             before_call()
-        if step.action == "create":
-            step = Step("create", step.name, client.create_subscription(step.changes)["id"], step.changes)
-        elif step.action == "update":
+        if step.action == StepAction.CREATE:
+            step = Step(StepAction.CREATE, step.name, client.create_subscription(step.changes)["id"], step.changes)
+        elif step.action == StepAction.UPDATE:
             client.update_subscription(step.subscription_id, step.changes)
-        elif step.action == "deactivate":
+        elif step.action == StepAction.DEACTIVATE:
             client.deactivate_subscription(step.subscription_id)
         done.append(step)
         log.info("subscription %s", step.describe())
@@ -191,7 +192,7 @@ def register_subscriptions(
             return steps
         steps = apply(client, steps, lock.reacquire)
         for step in steps:
-            if step.action != "deactivate":
+            if step.action != StepAction.DEACTIVATE:
                 lock.reacquire()
                 store.store(step.subscription_id, client.signing_secrets(step.subscription_id))
     return steps
@@ -199,5 +200,5 @@ def register_subscriptions(
 
 def deactivate_ours(client: AiwynClient, owner: Owner) -> list[Step]:
     """The uninstall: stop every delivery of ours (a deliberate command, never part of a restart)."""
-    steps = [Step("deactivate", sub["name"], sub["id"], {}) for sub in client.list_subscriptions(include_inactive=False) if owner.owns(sub)]
+    steps = [Step(StepAction.DEACTIVATE, sub["name"], sub["id"], {}) for sub in client.list_subscriptions(include_inactive=False) if owner.owns(sub)]
     return apply(client, steps)

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from workers import ledger, processing, runs
+from workers import handler_runs, ledger, processing, runs
 from workers.events import parse_event
 from workers.ledger import Delivery
 from workers.runtime import WorkerRuntime
@@ -71,4 +71,4 @@ class Hook:
         self._follow_ups.claimed_at = datetime.now(UTC)
 
     def enqueue(self) -> None:
-        processing.enqueue_follow_ups(self._runtime, self._follow_ups)
+        handler_runs.enqueue_follow_ups(self._runtime, self._follow_ups)

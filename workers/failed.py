@@ -11,7 +11,7 @@ from sqlalchemy import Engine, and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from config.states import ClaimMode
-from workers import database, ledger, processing, runs
+from workers import database, handler_runs, ledger, runs
 from workers.database import db_time
 from workers.models import HandlerRun, LedgerEntry
 from workers.runtime import WorkerRuntime
@@ -85,8 +85,8 @@ def replay(runtime: WorkerRuntime, failed: Iterable[FailedRun], progress: Callab
         if registration is None:
             outcomes["handler not registered here"] += 1
         else:
-            delivery = processing.load_deliveries(runtime, [run.event_id]).get(run.event_id)
-            outcomes[processing.run_one(runtime, registration, delivery, mode=ClaimMode.REPLAY)] += 1
+            delivery = handler_runs.load_deliveries(runtime, [run.event_id]).get(run.event_id)
+            outcomes[handler_runs.run_one(runtime, registration, delivery, mode=ClaimMode.REPLAY)] += 1
         progress(run)
     return outcomes
 
@@ -97,7 +97,7 @@ def enqueue_replays(runtime: WorkerRuntime, failed: Iterable[FailedRun]) -> int:
     for run in failed:
         by_handler.setdefault(run.handler, []).append(run.event_id)
     for handler, event_ids in by_handler.items():
-        processing.enqueue_runs(runtime, handler, event_ids, ClaimMode.REPLAY)
+        handler_runs.enqueue_runs(runtime, handler, event_ids, ClaimMode.REPLAY)
     return len(by_handler)
 
 

@@ -16,7 +16,8 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
-from workers import ledger, processing
+from config.states import RunOutcome
+from workers import handler_runs, ledger, processing
 from workers.database import db_time
 from workers.models import LedgerEntry
 from workers.runtime import WorkerRuntime
@@ -83,7 +84,7 @@ def replay(runtime: WorkerRuntime, found: Sequence[SetAside]) -> dict[str, str]:
                 )
             )
         ledger.settle(session, [d.event_id for d in usable])
-    processing.enqueue_follow_ups(runtime, follow_ups)
+    handler_runs.enqueue_follow_ups(runtime, follow_ups)
     with Session(runtime.engine) as session:
         statuses = dict(session.execute(select(LedgerEntry.event_id, LedgerEntry.status).where(LedgerEntry.event_id.in_([d.event_id for d in usable]))).all())
-    return outcomes | {d.event_id: statuses.get(d.event_id, "unknown") for d in usable}
+    return outcomes | {d.event_id: statuses.get(d.event_id, RunOutcome.UNKNOWN) for d in usable}

@@ -12,7 +12,7 @@ from rq.timeouts import JobTimeoutException
 
 from config.job_contract import wake_key
 from config.states import ClaimMode
-from workers import backfill_events, outages, processing, shutdown
+from workers import backfill_events, handler_runs, outages, processing, shutdown
 from workers.delivery_batches import Batch
 from workers.runtime import WorkerRuntime, current_runtime
 from workers.sync import backfill
@@ -46,7 +46,7 @@ def drain_deliveries(queue_name: str) -> int:
             break
         try:
             follow_ups = processing.process_batch(runtime, batch.deliveries, batch.claimed_at)
-            processing.enqueue_follow_ups(runtime, follow_ups)
+            handler_runs.enqueue_follow_ups(runtime, follow_ups)
         except Exception as exc:
             if processing.is_outage(exc):
                 _database_error(runtime, batch, exc)
@@ -97,7 +97,7 @@ def _first_line(exc: BaseException) -> str:
 def _batch_failed(runtime: WorkerRuntime, batch: Batch, exc: Exception) -> None:
     """Count the failure and log it: with its traceback the first time, then as one line."""
     settings = runtime.settings
-    error = f"{type(exc).__name__}: {exc}"[:2000]
+    error = processing.describe(exc)
     outcome, count = runtime.batches.fail(batch, error, settings.batch_max_failures, (settings.job_retry_intervals or (5,))[0])
     if count == 1:
         log.error("batch %s (%d deliveries) failed; it is retried", batch.key, len(batch.deliveries), exc_info=exc)
@@ -114,7 +114,7 @@ def run_handler(handler: str, event_ids: Sequence[str], mode: str = ClaimMode.NE
     """Run one custom handler on events of a committed batch, or retry it on one event (``claimed_at`` in ISO 8601: jobs are JSON)."""
     if isinstance(claimed_at, str):
         claimed_at = datetime.fromisoformat(claimed_at)
-    return processing.run_handler(current_runtime(), handler, event_ids, mode, claimed_at)
+    return handler_runs.run_handler(current_runtime(), handler, event_ids, mode, claimed_at)
 
 
 def backfill_page(entity_type: str, records_url: str, token: str) -> int:

@@ -17,7 +17,7 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from config.states import ClaimMode
-from workers import database, ledger, processing, runs
+from workers import database, handler_runs, ledger, runs
 from workers.handlers import Failure
 from workers.models import HandlerRun
 from workers.runtime import WorkerRuntime
@@ -54,7 +54,7 @@ def requeue_stuck_runs(runtime: WorkerRuntime, limit: int = SWEEP_LIMIT) -> int:
         values: dict[str, object] = {"updated_at": now, "next_attempt_at": now}
         final = False
         if status == runs.RUNNING:  # its worker died: that attempt counts
-            final = attempts >= processing.policy_for(runtime, registration).attempts
+            final = attempts >= handler_runs.policy_for(runtime, registration).attempts
             error = f"the worker died or lost the database during attempt {attempts}"
             values |= {"status": runs.FAILED if final else runs.RETRYING, "next_attempt_at": None if final else now,
                        "lease_token": None, "lease_until": None, "last_error": error}  # fmt: skip
@@ -66,12 +66,12 @@ def requeue_stuck_runs(runtime: WorkerRuntime, limit: int = SWEEP_LIMIT) -> int:
                 ledger.settle(session, [event_id])
         taken += 1
         if final:
-            processing.gave_up(runtime, event_id)
-            processing.call_give_up_hooks(runtime, registration, Failure(handler, event_id, None, error, None, attempts))
+            handler_runs.gave_up(runtime, event_id)
+            handler_runs.call_give_up_hooks(runtime, registration, Failure(handler, event_id, None, error, None, attempts))
         else:
             to_queue.setdefault((handler, ClaimMode.NEW if status == runs.PENDING else ClaimMode.RETRY), []).append(event_id)
     for (handler, mode), event_ids in to_queue.items():
-        processing.enqueue_runs(runtime, handler, event_ids, mode)
+        handler_runs.enqueue_runs(runtime, handler, event_ids, mode)
     if taken:
         log.warning("requeued or failed %d handler run(s) left without a job: %s", taken, sorted(to_queue))
     return taken

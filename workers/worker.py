@@ -15,11 +15,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from aiwyn_api.client import AiwynAPIError
 from config import SettingsError
-from config.job_contract import DRAIN_DELIVERIES, JOB_SERIALIZER
+from config.job_contract import DRAIN_DELIVERIES, JOB_SERIALIZER, RUN_HANDLER
 from config.reachability import database_place, redis_place
 from workers import outages, processing, shutdown
 from workers.outages import wait_until_back
-from workers.processing import RUN_HANDLER
 from workers.recovery import requeue_stuck_runs
 from workers.runtime import WorkerRuntime
 from workers.sync.listing import SyncError

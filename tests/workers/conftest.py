@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 import emulator
 from config import Settings
-from workers import processing
+from workers import handler_runs, processing
 from workers.models import HandlerRun, LedgerEntry
 from workers.registry import HandlerRegistry, default_registry
 from workers.runtime import WorkerRuntime, start_runtime
@@ -40,7 +40,7 @@ def deliver(runtime: WorkerRuntime, *deliveries: tuple[str, bytes], run_follow_u
     follow_ups = processing.process_batch(runtime, [(event_id, "sub_1", body) for event_id, body in deliveries], claimed_at)
     if run_follow_ups:
         for handler, event_ids in follow_ups.runs.items():
-            processing.run_handler(runtime, handler, event_ids, "new", claimed_at)
+            handler_runs.run_handler(runtime, handler, event_ids, "new", claimed_at)
     return follow_ups
 
 

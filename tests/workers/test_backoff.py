@@ -13,9 +13,9 @@ from sqlalchemy.orm import Session
 from config import Settings
 from tests.events import event_body
 from tests.workers.conftest import MakeRuntime, deliver, run_row
-from workers import processing
+from workers import handler_runs
 from workers.events import Event
-from workers.processing import Policy, policy_for
+from workers.handler_runs import Policy, policy_for
 from workers.registry import default_registry
 from workers.runtime import start_runtime
 
@@ -75,7 +75,7 @@ def test_a_failed_attempt_is_scheduled_after_the_handlers_delay(make_runtime: Ma
     runtime = make_runtime(registry, handler_retry_max_delay=10_000.0)  # the setting's retry delay is 0.05 s
     deliver(runtime, ("evt_1", event_body("evt_1")))
     for _ in range(attempt - 1):
-        processing.run_handler(runtime, "flaky", ["evt_1"], "retry")
+        handler_runs.run_handler(runtime, "flaky", ["evt_1"], "retry")
     run = run_row(engine, "evt_1", "flaky")
     assert (run.status, run.attempts) == ("retrying", attempt)
     waited = (run.next_attempt_at - run.updated_at).total_seconds()
@@ -91,9 +91,9 @@ def test_a_failed_attempt_is_scheduled_after_the_handlers_delay(make_runtime: Ma
 
 def test_a_retry_is_due_at_the_next_whole_second_never_before() -> None:
     moment = datetime(2026, 12, 1, 12, 0, 0, 250_000, tzinfo=UTC)
-    assert processing.retry_due(2.0, moment) == datetime(2026, 12, 1, 12, 0, 3, tzinfo=UTC)
-    assert processing.retry_due(1.75, moment) == datetime(2026, 12, 1, 12, 0, 2, tzinfo=UTC)  # exactly due: kept
-    assert processing.retry_due(0.001, moment) == datetime(2026, 12, 1, 12, 0, 1, tzinfo=UTC)
+    assert handler_runs.retry_due(2.0, moment) == datetime(2026, 12, 1, 12, 0, 3, tzinfo=UTC)
+    assert handler_runs.retry_due(1.75, moment) == datetime(2026, 12, 1, 12, 0, 2, tzinfo=UTC)  # exactly due: kept
+    assert handler_runs.retry_due(0.001, moment) == datetime(2026, 12, 1, 12, 0, 1, tzinfo=UTC)
 
 
 def test_retry_delay_zero_queues_the_retry_at_once(make_runtime: MakeRuntime, engine: sqlalchemy.Engine) -> None:

@@ -22,7 +22,7 @@ from config import Settings
 from config.settings import _FIELDS
 from tests.events import event_body
 from tests.workers.conftest import MakeRuntime, deliver, ledger_row, statuses
-from workers import processing
+from workers import handler_runs
 from workers.cli import cli
 from workers.discovery import load_registry
 from workers.events import Event
@@ -208,5 +208,5 @@ def test_replay_enqueue_hands_the_replays_to_the_workers(runtime: WorkerRuntime,
     assert state.calls == {"broken": 3, "fine": 3}  # nothing ran in the command
     [job] = runtime.handler_queue.get_jobs()
     assert job.args[:3] == ["broken", ["evt_1", "evt_2", "evt_3"], "replay"]  # JSON jobs: a list
-    processing.run_handler(runtime, *job.args)  # what the worker that takes the job does
+    handler_runs.run_handler(runtime, *job.args)  # what the worker that takes the job does
     assert statuses(engine, "broken") == dict.fromkeys(("evt_1", "evt_2", "evt_3"), "succeeded")

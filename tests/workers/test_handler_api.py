@@ -18,7 +18,19 @@ from sqlalchemy.orm import Session
 from config import Settings
 from tests.events import event_body
 from tests.workers.conftest import MakeRuntime, deliver, ledger_row, run_row
-from workers import CommitRefused, DoNotRetry, Event, Failure, HandlerRegistry, Retry, call_handler, failed, handler, make_event, processing
+from workers import (
+    CommitRefused,
+    DoNotRetry,
+    Event,
+    Failure,
+    HandlerRegistry,
+    Retry,
+    call_handler,
+    failed,
+    handler,
+    handler_runs,
+    make_event,
+)
 from workers.discovery import HandlerLoadError, load_registry, warn_unknown_entity_types
 from workers.registry import default_registry
 
@@ -78,10 +90,10 @@ def test_the_handler_sees_its_attempt_and_whether_it_is_a_replay(make_runtime: M
 
     runtime = make_runtime(registry_of(counts))
     deliver(runtime, ("evt_1", event_body("evt_1")))
-    processing.run_handler(runtime, "counts", ["evt_1"], "retry")
+    handler_runs.run_handler(runtime, "counts", ["evt_1"], "retry")
     assert seen == [(1, False), (2, False)] and run_row(engine, "evt_1", "counts").status == "failed"
-    processing.run_handler(runtime, "counts", ["evt_1"], "replay")  # the operator's replay, still broken
-    processing.run_handler(runtime, "counts", ["evt_1"], "retry")
+    handler_runs.run_handler(runtime, "counts", ["evt_1"], "replay")  # the operator's replay, still broken
+    handler_runs.run_handler(runtime, "counts", ["evt_1"], "retry")
     fixed.append(True)
     assert seen[2:] == [(1, True), (2, True)]  # a fresh set of attempts, all of the replay
     assert failed.replay(runtime, failed.find(engine, failed.Filter())) == {"succeeded": 1}
@@ -143,7 +155,7 @@ def test_give_up_hooks_of_the_handler_and_the_setting(make_runtime: MakeRuntime,
     runtime = make_runtime(registry)
     deliver(runtime, ("evt_1", event_body("evt_1")))
     assert [(who, f.handler) for who, f in paged] == [("global", "hook-raises")]  # a retry is not giving up
-    processing.run_handler(runtime, "gives-up", ["evt_1"], "retry")
+    handler_runs.run_handler(runtime, "gives-up", ["evt_1"], "retry")
     own = [f for who, f in paged if who == "own"]
     assert [f.handler for who, f in paged if who == "global"] == ["hook-raises", "gives-up"]
     [failure] = own

@@ -19,7 +19,7 @@ from config.job_contract import deliveries_key, delivery_mac_keys, pack_delivery
 from receiver.delivery_queue import DeliveryQueue, Enqueued
 from tests.events import event_body
 from tests.workers.conftest import MakeRuntime, deliver, ledger_row, run_row, statuses
-from workers import database, failed, ledger, processing, shutdown
+from workers import database, failed, handler_runs, ledger, processing, shutdown
 from workers.delivery_batches import DeliveryBatches
 from workers.discovery import HandlerLoadError, load_registry
 from workers.events import Event
@@ -76,7 +76,7 @@ def test_retries_until_the_last_attempt_then_the_failed_list(make_runtime: MakeR
     deliver(runtime, ("evt_1", event_body("evt_1")))
     for _ in range(3):  # what the scheduled retry jobs do
         for name in ("flaky", "hopeless"):
-            processing.run_handler(runtime, name, ["evt_1"], "retry")
+            handler_runs.run_handler(runtime, name, ["evt_1"], "retry")
     flaky_run, hopeless_run = run_row(engine, "evt_1", "flaky"), run_row(engine, "evt_1", "hopeless")
     assert (flaky_run.status, flaky_run.attempts, flaky_run.last_error) == ("succeeded", 3, None)
     assert (hopeless_run.status, hopeless_run.attempts) == ("failed", 2) and "never works" in hopeless_run.last_error
@@ -147,7 +147,7 @@ def test_two_workers_never_run_one_handler_twice(make_runtime: MakeRuntime, engi
     runtime = make_runtime(registry_of(slow=(slow, {})))
     processing.process_batch(runtime, [("evt_1", "sub_1", event_body("evt_1"))])
     outcomes: list[dict[str, str]] = []
-    threads = [threading.Thread(target=lambda: outcomes.append(processing.run_handler(runtime, "slow", ["evt_1"]))) for _ in range(2)]
+    threads = [threading.Thread(target=lambda: outcomes.append(handler_runs.run_handler(runtime, "slow", ["evt_1"]))) for _ in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -219,7 +219,7 @@ def test_a_stop_request_hands_the_rest_of_a_handler_job_over(make_runtime: MakeR
     runtime = make_runtime(registry_of(slow=(slow, {})))
     try:
         follow_ups = deliver(runtime, *[(f"evt_{i}", event_body(f"evt_{i}", record_id=f"rec_{i}")) for i in range(3)], run_follow_ups=False)
-        outcomes = processing.run_handler(runtime, "slow", follow_ups.runs["slow"], "new", follow_ups.claimed_at)
+        outcomes = handler_runs.run_handler(runtime, "slow", follow_ups.runs["slow"], "new", follow_ups.claimed_at)
     finally:
         shutdown.stopping.clear()
     assert outcomes == {"evt_0": "succeeded"}
@@ -239,12 +239,12 @@ def test_a_second_job_for_the_delivery_that_failed_does_not_run_the_handler_agai
     claimed_at = datetime.now(UTC)
     raw = [("evt_1", "sub_1", event_body("evt_1"))]
     follow_ups = processing.process_batch(runtime, raw, claimed_at)
-    processing.run_handler(runtime, "refuses", follow_ups.runs["refuses"], "new", claimed_at)
+    handler_runs.run_handler(runtime, "refuses", follow_ups.runs["refuses"], "new", claimed_at)
     assert run_row(engine, "evt_1", "refuses").status == "failed"
     # The same follow-up job queued twice, and the batch taken over after its lease: its claim time stays.
     again = processing.process_batch(runtime, raw, claimed_at)
     for _ in range(2):
-        assert processing.run_handler(runtime, "refuses", again.runs["refuses"], "new", claimed_at) == {"evt_1": "not claimable"}
+        assert handler_runs.run_handler(runtime, "refuses", again.runs["refuses"], "new", claimed_at) == {"evt_1": "not claimable"}
     assert calls == ["evt_1"]
     # A redelivery, claimed after the failure, runs it again.
     deliver(runtime, ("evt_1", event_body("evt_1")))
@@ -269,13 +269,13 @@ def test_a_replay_gets_a_fresh_set_of_attempts(make_runtime: MakeRuntime, engine
 
     runtime = make_runtime(registry_of(hopeless=(hopeless, {"attempts": 2})))
     deliver(runtime, ("evt_1", event_body("evt_1")))
-    processing.run_handler(runtime, "hopeless", ["evt_1"], "retry")
+    handler_runs.run_handler(runtime, "hopeless", ["evt_1"], "retry")
     assert (run_row(engine, "evt_1", "hopeless").status, run_row(engine, "evt_1", "hopeless").attempts) == ("failed", 2)
     [failed_run] = failed.find(engine, failed.Filter())
     assert failed.replay(runtime, [failed_run]) == {"retrying": 1}  # one transient error is not the end
     run = run_row(engine, "evt_1", "hopeless")
     assert (run.status, run.attempts, run.attempt_base) == ("retrying", 3, 2)
-    processing.run_handler(runtime, "hopeless", ["evt_1"], "retry")
+    handler_runs.run_handler(runtime, "hopeless", ["evt_1"], "retry")
     run = run_row(engine, "evt_1", "hopeless")
     assert (run.status, run.attempts, run.attempt_base) == ("failed", 4, 2)
 
@@ -324,7 +324,7 @@ def test_runs_that_cannot_start_go_to_the_failed_list_with_the_reason(make_runti
     with Session(engine) as session, session.begin():  # a payload the parser of a newer release refuses
         session.execute(update(LedgerEntry).where(LedgerEntry.event_id == "evt_2").values(payload="{not json"))
     other = make_runtime(registry_of(kept=(lambda e, s: None, {})))  # a worker without "gone"
-    assert processing.run_handler(other, "kept", ["evt_1", "evt_2"]) == {"evt_1": "succeeded", "evt_2": "failed"}
+    assert handler_runs.run_handler(other, "kept", ["evt_1", "evt_2"]) == {"evt_1": "succeeded", "evt_2": "failed"}
     assert "the stored payload no longer parses" in run_row(engine, "evt_2", "kept").last_error
     assert {(r.event_id, r.handler) for r in failed.find(engine, failed.Filter())} == {("evt_2", "kept")}
     assert ledger_row(engine, "evt_2").status == "failed"
@@ -335,14 +335,14 @@ def test_a_job_for_a_handler_this_worker_lacks_leaves_the_run_to_one_that_has_it
     full = make_runtime(registry_of(new=(lambda e, s: calls.append(e.id), {})))
     deliver(full, ("evt_1", event_body("evt_1")), run_follow_ups=False)
     older = make_runtime(registry_of())  # a rolling deploy: this worker has not got "new" yet
-    assert processing.run_handler(older, "new", ["evt_1"]) == {"evt_1": "handler not here"}
+    assert handler_runs.run_handler(older, "new", ["evt_1"]) == {"evt_1": "handler not here"}
     assert run_row(engine, "evt_1", "new").status == "pending" and failed.find(engine, failed.Filter()) == []
     assert requeue_stuck_runs(older) == 0  # nor does its sweep take the run
     with Session(engine) as session, session.begin():  # the grace passes
         session.execute(update(HandlerRun).where(HandlerRun.event_id == "evt_1").values(updated_at=database.now_for(engine) - timedelta(hours=1)))
     assert requeue_stuck_runs(full) == 1
     [job] = full.handler_queue.jobs
-    processing.run_handler(full, *job.args)
+    handler_runs.run_handler(full, *job.args)
     assert calls == ["evt_1"] and ledger_row(engine, "evt_1").status == "processed"
 
 

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from tests.events import event_body
 from tests.workers.conftest import MakeRuntime, deliver, ledger_row, run_row, statuses
-from workers import database, processing, runs
+from workers import database, handler_runs, runs
 from workers.events import Event
 from workers.models import HandlerRun
 from workers.recovery import requeue_stuck_runs
@@ -83,4 +83,4 @@ def test_a_run_whose_worker_died_on_its_last_attempt_goes_to_the_failed_list(mak
     assert (run.status, run.attempts) == ("failed", 3) and "worker died" in run.last_error
     assert ledger_row(engine, "evt_1").status == "failed"
     assert runtime.handler_queue.count == 0
-    assert processing.load_deliveries(runtime, ["evt_1"])  # still replayable
+    assert handler_runs.load_deliveries(runtime, ["evt_1"])  # still replayable

@@ -19,7 +19,7 @@ from aiwyn_api.client import AiwynAPIError, AiwynClient
 from config import Settings
 from tests.events import event_body
 from tests.workers.conftest import AIWYN_CLIENT, MakeRuntime, deliver
-from workers import backfill_events, processing
+from workers import backfill_events, handler_runs
 from workers.cli import cli
 from workers.models import LedgerEntry, MirroredRecord, SyncState
 from workers.registry import default_registry
@@ -207,7 +207,7 @@ def test_with_the_setting_custom_handlers_run_for_backfilled_records(api: httpx.
     hook = backfill_events.Hook(runtime)
     backfill.run(runtime.engine, runtime.listing, [EntityType("client", "/api/v1/records/client")], 500, 60, on_rows=hook)
     for handler, event_ids in hook._follow_ups.runs.items():
-        processing.run_handler(runtime, handler, event_ids, "new", datetime.now(UTC))
+        handler_runs.run_handler(runtime, handler, event_ids, "new", datetime.now(UTC))
     assert len(seen) == 5 and all(event_id.startswith("backfill:client:") and op == "UPDATE" for event_id, op, _ in seen)
     with Session(runtime.engine) as session:
         assert set(session.scalars(sqlalchemy.select(LedgerEntry.status))) == {"processed"}
