@@ -134,6 +134,12 @@ def _filters(function):  # noqa: ANN001, ANN202 - a click decorator
 _TIME_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]
 
 
+def _selection(function):  # noqa: ANN001, ANN202 - a click decorator
+    """Which failed runs a command acts on: event ids, the filters, or --all."""
+    function = click.option("--all", "every", is_flag=True, help="Every failed run.")(function)
+    return click.argument("event_ids", nargs=-1)(_filters(function))
+
+
 def _utc(moment: datetime) -> datetime:
     """A stored time as UTC, the zone of --since and --until: PostgreSQL answers in its session's TimeZone (SQLite: naive UTC)."""
     return moment.astimezone(UTC) if moment.tzinfo else moment
@@ -196,9 +202,7 @@ def _selected(event_ids: tuple[str, ...], every: bool, **filters: Any) -> Filter
 
 
 @failed.command("replay")
-@click.argument("event_ids", nargs=-1)
-@_filters
-@click.option("--all", "every", is_flag=True, help="Every failed run.")
+@_selection
 @click.option("--enqueue", is_flag=True, help="Hand the replays to the workers (their queue) instead of running them here.")
 def failed_replay(event_ids: tuple[str, ...], every: bool, enqueue: bool, **filters: Any) -> None:
     """Run the failed handlers again on their events: in this process, with a progress bar, or
@@ -221,9 +225,7 @@ def failed_replay(event_ids: tuple[str, ...], every: bool, enqueue: bool, **filt
 
 
 @failed.command("discard")
-@click.argument("event_ids", nargs=-1)
-@_filters
-@click.option("--all", "every", is_flag=True, help="Every failed run.")
+@_selection
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def failed_discard(event_ids: tuple[str, ...], every: bool, yes: bool, **filters: Any) -> None:
     """Drop failed runs from the list for good (their events then count as processed)."""
