@@ -1,4 +1,4 @@
-"""The sync's commands: ``backfill``, ``reconcile`` and ``sync-status`` (thin wrappers over ``workers.sync``)."""
+"""The sync's commands: ``backfill``, ``reconcile``, ``sync-status`` and ``views`` (thin wrappers over ``workers.sync``)."""
 
 from __future__ import annotations
 

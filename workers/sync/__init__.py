@@ -1,4 +1,4 @@
-"""Reading Aiwyn's records (contract §5b, assumed) into the mirror: backfill and reconcile.
+"""Reading Aiwyn's records and schemas into the mirror: backfill, reconcile (contract §5b, assumed) and the typed views.
 
 Everything here writes through ``workers.mirror.upsert_rows``, the same ordering guard as the
 events, so a page read before a change can never undo the change's delivery.
