@@ -2,7 +2,7 @@
 
 Below both (it imports only ``config``), so the workers can read Aiwyn's records without
 importing the web tier. What users may import: ``AiwynClient``, ``AiwynAPIError``,
-``AiwynUnavailable``.
+``AiwynUnavailable``; ``aiwyn_api.client`` is internal otherwise.
 """
 
 from __future__ import annotations

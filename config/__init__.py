@@ -1,4 +1,9 @@
-"""Settings, logging and the default subscriptions: the part every other part may import."""
+"""Settings, logging and the default subscriptions: the part every other part may import.
+
+What users may import: ``load_settings``, ``Settings``, ``SettingsError``, ``from_env``. The
+modules (settings, wire, job and metrics contracts, states, logs) are the project's own
+agreements between its parts: internal, they may change between versions.
+"""
 
 from __future__ import annotations
 

@@ -2,6 +2,7 @@
 
 What users may import: ``create_app`` (the app factory gunicorn runs), ``verify`` and
 ``VerificationError`` (the Flask-free verifier), ``AiwynClient`` and ``AiwynAPIError``.
+Every module of the package is internal otherwise: it may change without notice.
 """
 
 from __future__ import annotations
