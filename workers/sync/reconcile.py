@@ -12,13 +12,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
-from workers.database import db_time
+from workers.database import now_for
 from workers.mirror import upsert_rows
 from workers.models import MirroredRecord
 from workers.sync import state
@@ -80,7 +80,7 @@ def reconcile_type(
 ) -> Drift:
     """One complete pass over the type's listing; repairs unless ``dry_run``."""
     dialect = engine.dialect.name
-    began = db_time(datetime.now(UTC), dialect)
+    began = now_for(engine)
     drift = Drift(entity_type.name)
     seen: set[str] = set()
     cursor: str | None = None
@@ -116,7 +116,7 @@ def _mark_gone(engine: Engine, entity_type: str, seen: set[str], began: datetime
         gone = sorted(set(known) - seen)
         if dry_run or not gone:
             return gone
-        now = db_time(datetime.now(UTC), engine.dialect.name)
+        now = now_for(engine)
         reason = f"not listed by Aiwyn at reconcile {now:%Y-%m-%dT%H:%M:%SZ}"
         for start in range(0, len(gone), _CHUNK):
             session.execute(

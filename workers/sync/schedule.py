@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 from config import Settings
 from config.metrics_contract import field, view_changes_key
 from config.subscriptions import load_subscriptions
+from workers.models import SyncState
 from workers.sync import state, views
 from workers.sync.listing import EntityType, RecordsListing
 
@@ -106,13 +107,14 @@ class SyncScheduler:
             description=f"backfill a page of {entity_type.name}",
         )
 
-    def _schedule_reconcile(self, rows: list[object]) -> None:
+    def _schedule_reconcile(self, rows: list[SyncState | None]) -> None:
         """One reconcile job waits in RQ's scheduler at a time: due an interval after the oldest
         type's last reconcile (or full copy); none while a type has never been copied."""
-        lasts = [state.aware(row.reconcile_completed_at or row.backfill_completed_at) if row is not None else None for row in rows]  # type: ignore[attr-defined]
-        if not lasts or any(last is None for last in lasts):
+        lasts = [state.aware(row.reconcile_completed_at or row.backfill_completed_at) if row is not None else None for row in rows]
+        known = [last for last in lasts if last is not None]
+        if not known or len(known) < len(lasts):
             return
-        due = min(lasts) + timedelta(seconds=self._settings.reconcile_interval)  # type: ignore[operator]
+        due = min(known) + timedelta(seconds=self._settings.reconcile_interval)
         delay = max(0.0, (due - datetime.now(UTC)).total_seconds())
         if not self._redis.set(scheduled_key(self._settings), "1", nx=True, ex=int(delay) + RECONCILE_JOB_TIMEOUT):
             return

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine, or_, select, update
 from sqlalchemy.orm import Session
 
-from workers.database import db_time, dialect_insert
+from workers.database import db_time, dialect_insert, now_for
 from workers.models import SyncState
 
 
@@ -31,10 +31,6 @@ class Pass:
     cursor: str | None
     since: datetime | None
     done: int
-
-
-def now_utc(engine: Engine) -> datetime:
-    return db_time(datetime.now(UTC), engine.dialect.name)
 
 
 def aware(moment: datetime | None) -> datetime | None:
@@ -63,7 +59,7 @@ def begin(
     otherwise None while another holder's lease runs. ``unfinished_only``: None for a type whose
     full copy is complete (a worker's automatic start never copies a type twice).
     """
-    now = now_utc(engine)
+    now = now_for(engine)
     token = uuid.uuid4().hex
     since = db_time(since, engine.dialect.name) if since else None
     with Session(engine) as session, session.begin():
@@ -100,7 +96,7 @@ def current(engine: Engine, entity_type: str, token: str) -> Pass:
 
 def advance(session: Session, held: Pass, cursor: str | None, added: int, estimate: int | None, lease_seconds: float) -> Pass:
     """Record a page in the caller's transaction (with its rows); the pass ends when ``cursor`` is None."""
-    now = now_utc(session.get_bind())  # type: ignore[arg-type]
+    now = now_for(session)
     done = held.done + added
     values: dict[str, object] = {"backfill_cursor": cursor, "backfill_records": done, "updated_at": now}
     # Only where the API says how many it lists (``total``); without it the status says "about ?".
@@ -130,7 +126,7 @@ def release(engine: Engine, held: Pass) -> None:
 
 
 def reconciled(session: Session, entity_type: str, summary: str) -> None:
-    now = now_utc(session.get_bind())  # type: ignore[arg-type]
+    now = now_for(session)
     insert = dialect_insert(session, SyncState.__table__).values(entity_type=entity_type, updated_at=now)
     session.execute(insert.on_conflict_do_nothing(index_elements=["entity_type"]))
     session.execute(
