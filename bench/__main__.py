@@ -40,23 +40,16 @@ from rq import Queue
 from bench.load import event, run_wrk, write_requests
 from config.job_contract import JOB_SERIALIZER, deliveries_key, delivery_mac_keys, enqueue_drain, pack_delivery, seen_key
 from config.settings import from_env as settings_from_env
-from devstack.services import (
-    REGISTER_ONLY,
-    ROOT,
-    Process,
-    free_port,
-    local_secrets_key,
-    run_release,
-    start_emulator,
-    start_redis,
-    start_web,
-)
+from devstack.databases import clear_tables, throwaway_database
+from devstack.services import REGISTER_ONLY, ROOT, Process, free_port, local_secrets_key, run_release, start_web
+from devstack.stack import LocalStack, emulator_api, stack_env
 from workers.database import make_engine
-from workers.models import MirroredRecord, metadata
+from workers.models import MirroredRecord
 
 QUEUE = "aiwyn-events"
 RECEIVER_APP = "receiver:create_app()"
 BARE_APP = "bench.bare_app:app"
+CLIENT = ("bench", "bench-secret")
 
 
 class Stack:
@@ -76,26 +69,18 @@ class Stack:
         self.kept_web: dict[str, tuple[Process, int]] = {}
         self.kept_workers: list[Process] = []
         self.port = free_port()
-        redis_process, redis_url = start_redis(directory / "redis")
-        self.processes.append(redis_process)
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("AIWYN_", "EMULATOR_"))} | {
-            "REDIS_URL": redis_url,
-            "DATABASE_URL": database_url,
-            "PORT": str(self.port),
-            "PUBLIC_URL": f"http://127.0.0.1:{self.port}",
-            "AIWYN_RECEIVER_BIND_HOST": "127.0.0.1",
-            "AIWYN_RECEIVER_ALLOW_HTTP": "1",
-            "AIWYN_RECEIVER_SECRETS_KEY": local_secrets_key(directory / "secrets.key"),
-            "EMULATOR_CLIENT_ID": "bench",
-            "EMULATOR_CLIENT_SECRET": "bench-secret",
-            "EMULATOR_RETRY_SCHEDULE": "3600",
-            "AIWYN_CLIENT_ID": "bench",
-            "AIWYN_CLIENT_SECRET": "bench-secret",
-        }
+        env = stack_env(
+            database_url,
+            port=self.port,
+            client=CLIENT,
+            secrets_key=local_secrets_key(directory / "secrets.key"),
+            retry_schedule="3600",
+        )
         if quick:
-            self.env["AIWYN_RECEIVER_WEB_WORKERS"] = "1"  # fewer processes to start on a small machine
-        emulator, self.env["AIWYN_BASE_URL"] = start_emulator(self.env, directory / "emulator.log")
-        self.processes.append(emulator)
+            env["AIWYN_RECEIVER_WEB_WORKERS"] = "1"  # fewer processes to start on a small machine
+        # Redis and the emulator here; web processes and workers start per phase.
+        self.local = LocalStack(directory, env).start(release=(), web=False, workers=0)
+        self.env = env
         # The rest of the release (``main`` has migrated): the typed views and registration, side by
         # side, and beside them, in quick runs, the bare endpoint, which needs neither.
         steps: list[Callable[[], object]] = [
@@ -107,14 +92,11 @@ class Stack:
         with ThreadPoolExecutor(len(steps)) as pool:
             for done in [pool.submit(step) for step in steps]:
                 done.result()
-        api = httpx.Client(base_url=self.env["AIWYN_BASE_URL"], timeout=10)
-        token = api.post("/api/v1/auth/token", data={"grant_type": "client_credentials", "client_id": "bench", "client_secret": "bench-secret"})
-        api.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
-        self.api = api
+        self.api = api = emulator_api(self.env["AIWYN_BASE_URL"], *CLIENT)
         [subscription] = api.get("/api/v1/event-subscriptions").json()["data"]["subscriptions"]
         self.subscription_id = subscription["id"]
         self.secret = api.get(f"/api/v1/event-subscriptions/{self.subscription_id}/secret").json()["data"]["secrets"][0]["secret"]
-        self.redis = redis.Redis.from_url(redis_url)
+        self.redis = redis.Redis.from_url(self.env["REDIS_URL"])
         self.engine = make_engine(database_url)
 
     def keep_web(self, *apps: str) -> None:
@@ -171,9 +153,7 @@ class Stack:
         self.redis.flushdb()
         if secrets:
             self.redis.restore("aiwyn:secrets", 0, secrets)
-        with self.engine.begin() as connection:
-            for table in reversed(metadata.sorted_tables):
-                connection.execute(table.delete())
+        clear_tables(self.engine)
 
     def processed(self) -> int:
         with self.engine.connect() as connection:
@@ -190,6 +170,7 @@ class Stack:
         self.engine.dispose()
         for process in reversed(self.processes):
             process.stop(self.stop_timeout)
+        self.local.stop(self.stop_timeout)
 
 
 def wait_for_count(stack: Stack, target: int, timeout: float) -> tuple[float, int, float]:
@@ -396,8 +377,6 @@ def _watch(done: Callable[[], bool], every: float = 0.02, timeout: float = 300) 
 
 def database_urls(postgres: str | None, smoke: bool, directory: Path) -> Iterator[tuple[str, Callable[[], contextlib.AbstractContextManager[str]]]]:
     """(kind, a context that yields a fresh, migrated database URL)."""
-    from tests.databases import throwaway_database
-
     kinds = ["sqlite"] + ([] if smoke or not postgres else ["postgres"])
     for kind in kinds:
         yield kind, lambda kind=kind: throwaway_database(kind, directory / kind, postgres)

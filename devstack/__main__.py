@@ -28,6 +28,7 @@ from devstack.services import (
     start_redis,
     wait_until,
 )
+from devstack.stack import emulator_settings, web_settings
 
 VAR = ROOT / "var"
 EMULATOR_PORT = 8700
@@ -79,10 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"port {port} is taken: stop what runs there or pass --port N", file=sys.stderr)
         return 2
     env["PORT"] = str(port)
-    env.setdefault("PUBLIC_URL", f"http://127.0.0.1:{port}")
-    env.setdefault("AIWYN_RECEIVER_BIND_HOST", "127.0.0.1")
-    env.setdefault("AIWYN_RECEIVER_ALLOW_HTTP", "1")  # the local stack serves plain http on loopback
-    env.setdefault("AIWYN_RECEIVER_SECRETS_KEY", local_secrets_key(var / "secrets.key"))
+    # The local stack's settings, each unless the developer set it.
+    env = web_settings(port, local_secrets_key(var / "secrets.key")) | env
     if var != VAR:  # the settings' default database is the checkout's var/aiwyn.sqlite3
         env.setdefault("DATABASE_URL", f"sqlite:///{var / 'aiwyn.sqlite3'}")
     started: list[Process] = []
@@ -94,13 +93,13 @@ def main(argv: list[str] | None = None) -> int:
             started.append(redis_process)
             print(f"started a private redis-server at {env['REDIS_URL']}")
         if not env.get("AIWYN_BASE_URL"):
-            # Quick retries, so a delivery refused while the web process starts lands soon.
-            env.setdefault("EMULATOR_RETRY_SCHEDULE", "1,2,5,10,30,60,300")
+            # The emulator's credentials (its defaults unless set) for the service too, and quick
+            # retries, so a delivery refused while the web process starts lands soon.
+            client = env.get("EMULATOR_CLIENT_ID", "local-client"), env.get("EMULATOR_CLIENT_SECRET", "local-secret")
+            env = emulator_settings(*client, retry_schedule="1,2,5,10,30,60,300") | env
             emulator_port = EMULATOR_PORT if not port_in_use(EMULATOR_PORT) else free_port()
             emulator, env["AIWYN_BASE_URL"] = start_emulator(env, var / "logs" / "emulator.log", emulator_port)
             started.append(emulator)
-            env.setdefault("AIWYN_CLIENT_ID", env.get("EMULATOR_CLIENT_ID", "local-client"))
-            env.setdefault("AIWYN_CLIENT_SECRET", env.get("EMULATOR_CLIENT_SECRET", "local-secret"))
             print(f"started the Aiwyn emulator at {env['AIWYN_BASE_URL']}")
         run_release(env, var / "logs" / "release.log")
         print("release done: migrations applied, subscriptions registered")

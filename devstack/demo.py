@@ -8,11 +8,11 @@ import time
 import uuid
 from collections.abc import Callable
 
-import httpx
 import sqlalchemy
 from sqlalchemy.orm import Session
 
 from config import load_settings
+from devstack.stack import emulator_api
 from workers.database import make_engine
 from workers.models import MirroredRecord
 
@@ -24,12 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--client-secret", default="local-secret")
     args = parser.parse_args(argv)
 
-    api = httpx.Client(base_url=args.aiwyn, timeout=10)
-    token = api.post(
-        "/api/v1/auth/token",
-        data={"grant_type": "client_credentials", "client_id": args.client_id, "client_secret": args.client_secret},
-    ).json()["access_token"]
-    api.headers["Authorization"] = f"Bearer {token}"
+    api = emulator_api(args.aiwyn, args.client_id, args.client_secret)
     ref = {"system": "demo", "id": f"C-{uuid.uuid4().hex[:6]}"}
     engine = make_engine(load_settings().database_url)
 

@@ -1,6 +1,7 @@
 """Starting the real processes of a local stack: a private Redis, the emulator, the service.
 
-Used by the run command and by the end-to-end tests, so both start things the same way.
+Used by the run command and by ``devstack.stack`` (which the end-to-end tests and the
+benchmark build their stacks with), so all start things the same way.
 Not part of the deployed service: a production deployment starts its processes from the
 Procfile with its own Redis and database.
 """

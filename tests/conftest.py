@@ -10,11 +10,11 @@ import redis
 import sqlalchemy
 
 from config import Settings
+from devstack.databases import clear_tables, throwaway_database
 from devstack.services import start_redis
-from tests.databases import KINDS, POSTGRES_URL, throwaway_database
+from tests.databases import KINDS, POSTGRES_URL
 from workers.database import make_engine
 from workers.migrate import upgrade
-from workers.models import metadata
 
 TEST_SECRETS_KEY = "qtPnQ3lV7m8pVfIZb8a6Vh0KJ5o7U7u0J0Yc1WQ0xw8="  # a Fernet key for tests only
 
@@ -47,9 +47,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 @pytest.fixture
 def engine(database_url: str) -> Iterator[sqlalchemy.Engine]:
     engine = make_engine(database_url)
-    with engine.begin() as connection:
-        for table in reversed(metadata.sorted_tables):
-            connection.execute(table.delete())
+    clear_tables(engine)
     yield engine
     engine.dispose()
 

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.databases import KINDS, POSTGRES_URL, throwaway_database
+from devstack.databases import throwaway_database
+from tests.databases import KINDS, POSTGRES_URL
 from tests.e2e.stack import Stack, start_stack
 
 pytestmark = pytest.mark.e2e

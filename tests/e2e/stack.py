@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -16,14 +15,14 @@ import sqlalchemy
 from cryptography.fernet import Fernet
 from sqlalchemy.orm import Session
 
-from devstack.services import Process, free_port, run_release, start_emulator, start_redis, start_web, start_worker
+from devstack.services import free_port
+from devstack.stack import LocalStack, clean_environ, emulator_api, stack_env
 from workers.database import make_engine
 from workers.models import LedgerEntry, MirroredRecord
 
 T = TypeVar("T")
 CLIENT_ID, CLIENT_SECRET = "e2e-client", "e2e-secret-do-not-log"
 SECRETS_KEY = Fernet.generate_key().decode()  # this test session's key for secrets at rest
-_OURS = ("AIWYN_", "EMULATOR_", "REDIS_URL", "DATABASE_URL", "PUBLIC_URL", "PORT")
 
 
 def wait_for(check: Callable[[], T | None], timeout: float = 30.0, what: str = "condition") -> T:
@@ -39,14 +38,14 @@ def wait_for(check: Callable[[], T | None], timeout: float = 30.0, what: str = "
 
 
 @dataclass
-class Stack:
-    directory: Path
-    database_url: str
-    env: dict[str, str]
-    emulator_url: str = ""
-    web_url: str = ""
-    processes: dict[str, Process] = field(default_factory=dict)
+class Stack(LocalStack):
+    """A running stack with what the tests ask of it: the emulator's API, the mirror, the logs."""
+
     _api: httpx.Client | None = None
+
+    @property
+    def database_url(self) -> str:
+        return self.env["DATABASE_URL"]
 
     @property
     def engine(self) -> sqlalchemy.Engine:
@@ -57,9 +56,7 @@ class Stack:
     def api(self) -> httpx.Client:
         """An authenticated client of the emulator's Aiwyn API."""
         if self._api is None:
-            self._api = httpx.Client(base_url=self.emulator_url, timeout=10)
-            token = self._api.post("/api/v1/auth/token", data={"grant_type": "client_credentials", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET})
-            self._api.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
+            self._api = emulator_api(self.emulator_url, CLIENT_ID, CLIENT_SECRET)
         return self._api
 
     def produce_clients(self, count: int, pause: float) -> tuple[list[str], threading.Thread]:
@@ -104,17 +101,15 @@ class Stack:
     def logs(self) -> str:
         return "\n".join(path.read_text(errors="replace") for path in sorted(self.directory.glob("*.log")))
 
-    def stop(self) -> None:
-        for name in ("worker", "web", "emulator", "redis"):
-            if name in self.processes:
-                self.processes[name].stop()
+    def stop(self, timeout: float = 10.0) -> None:
+        super().stop(timeout)
         if "engine" in self.__dict__:
             self.engine.dispose()
 
 
 def base_env() -> dict[str, str]:
     """This machine's environment without any setting of ours, so a developer's own cannot leak in."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(_OURS)} | {"PYTHONUNBUFFERED": "1"}
+    return clean_environ()
 
 
 def start_stack(
@@ -130,37 +125,16 @@ def start_stack(
 
     ``prepare`` runs once the emulator is up, before the service's first start (e.g. a tenant's existing records).
     """
-    port = free_port()
-    env = base_env() | {
-        "EMULATOR_CLIENT_ID": CLIENT_ID,
-        "EMULATOR_CLIENT_SECRET": CLIENT_SECRET,
-        "EMULATOR_RETRY_SCHEDULE": retry_schedule,
-        "EMULATOR_DELIVERY_TIMEOUT": "5",
-        "AIWYN_CLIENT_ID": CLIENT_ID,
-        "AIWYN_CLIENT_SECRET": CLIENT_SECRET,
-        "DATABASE_URL": database_url,
-        "PORT": str(port),
-        "PUBLIC_URL": f"http://127.0.0.1:{port}",
-        "AIWYN_RECEIVER_BIND_HOST": "127.0.0.1",
-        "AIWYN_RECEIVER_WEB_WORKERS": "2",
-        "AIWYN_RECEIVER_JOB_RETRY_INTERVALS": "1,1,1",
-        "AIWYN_RECEIVER_SECRETS_KEY": SECRETS_KEY,
-        "AIWYN_RECEIVER_ALLOW_HTTP": "1",
+    env = stack_env(
+        database_url,
+        port=free_port(),
+        client=(CLIENT_ID, CLIENT_SECRET),
+        secrets_key=SECRETS_KEY,
+        retry_schedule=retry_schedule,
+        EMULATOR_DELIVERY_TIMEOUT="5",
+        AIWYN_RECEIVER_WEB_WORKERS="2",
+        AIWYN_RECEIVER_JOB_RETRY_INTERVALS="1,1,1",
         # Every line any library writes, so that the tests' search of the logs for secrets sees them all.
-        "AIWYN_RECEIVER_LOG_LEVEL": "DEBUG",
-    } | extra
-    stack = Stack(directory, database_url, env)
-    try:
-        stack.processes["redis"], env["REDIS_URL"] = start_redis(directory / "redis", durable=durable_redis)
-        stack.processes["emulator"], stack.emulator_url = start_emulator(env, directory / "emulator.log")
-        env["AIWYN_BASE_URL"] = stack.emulator_url
-        if prepare is not None:
-            prepare(stack)
-        run_release(env, directory / "release.log")
-        stack.processes["web"] = start_web(env, directory / "web.log", port)
-        stack.web_url = f"http://127.0.0.1:{port}"
-        stack.processes["worker"] = start_worker(env, directory / "worker.log")
-    except BaseException:
-        stack.stop()
-        raise
-    return stack
+        AIWYN_RECEIVER_LOG_LEVEL="DEBUG",
+    ) | extra
+    return Stack(directory, env).start(durable_redis=durable_redis, prepare=prepare)

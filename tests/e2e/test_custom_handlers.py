@@ -14,8 +14,9 @@ import pytest
 import sqlalchemy
 from sqlalchemy.orm import Session
 
+from devstack.databases import throwaway_database
 from devstack.services import ROOT
-from tests.databases import KINDS, POSTGRES_URL, throwaway_database
+from tests.databases import KINDS, POSTGRES_URL
 from tests.e2e.stack import Stack, start_stack, wait_for
 from workers.models import HandlerRun
 

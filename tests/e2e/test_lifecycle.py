@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devstack.databases import throwaway_database
 from devstack.services import start_web, start_worker
-from tests.databases import throwaway_database
 from tests.e2e.stack import Stack, start_stack, wait_for
 from tests.events import event_body
 

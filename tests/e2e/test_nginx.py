@@ -24,8 +24,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from devstack.databases import throwaway_database
 from devstack.services import ROOT, Process, free_port, wait_until
-from tests.databases import throwaway_database
 from tests.e2e.stack import Stack, start_stack, wait_for
 
 pytestmark = pytest.mark.e2e

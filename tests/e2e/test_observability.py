@@ -15,9 +15,10 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from devstack.databases import throwaway_database
 from devstack.services import Process, free_port, start_web
 from receiver.signatures import NO_MATCH
-from tests.databases import POSTGRES_URL, throwaway_database
+from tests.databases import POSTGRES_URL
 from tests.e2e.stack import Stack, start_stack, wait_for
 
 pytestmark = pytest.mark.e2e

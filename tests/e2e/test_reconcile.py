@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from devstack.services import ROOT, start_emulator, start_redis
+from devstack.stack import emulator_api
 from tests.e2e.stack import CLIENT_ID, CLIENT_SECRET, SECRETS_KEY, base_env
 
 pytestmark = pytest.mark.e2e
@@ -45,10 +46,7 @@ def env(tmp_path: Path) -> Iterator[dict[str, str]]:
 
 
 def api(env: dict[str, str]) -> httpx.Client:
-    client = httpx.Client(base_url=env["AIWYN_BASE_URL"], timeout=10)
-    token = client.post("/api/v1/auth/token", data={"grant_type": "client_credentials", "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET})
-    client.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
-    return client
+    return emulator_api(env["AIWYN_BASE_URL"], CLIENT_ID, CLIENT_SECRET)
 
 
 def subscriptions(env: dict[str, str]) -> list[dict]:

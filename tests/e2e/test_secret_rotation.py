@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.databases import throwaway_database
+from devstack.databases import throwaway_database
 from tests.e2e.stack import CLIENT_SECRET, SECRETS_KEY, Stack, start_stack, wait_for
 
 pytestmark = pytest.mark.e2e

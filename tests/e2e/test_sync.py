@@ -19,8 +19,9 @@ import pytest
 import sqlalchemy
 from sqlalchemy.orm import Session
 
+from devstack.databases import throwaway_database
 from devstack.services import ROOT, start_web
-from tests.databases import KINDS, POSTGRES_URL, throwaway_database
+from tests.databases import KINDS, POSTGRES_URL
 from tests.e2e.stack import Stack, start_stack, wait_for
 from workers.database import make_engine
 from workers.models import MirroredRecord, SyncState

@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
+from devstack.databases import throwaway_database
 from devstack.services import start_web
-from tests.databases import throwaway_database
 from tests.e2e.stack import Stack, start_stack, wait_for
 
 pytestmark = pytest.mark.e2e

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 import emulator
 from config import Settings
+from devstack.stack import emulator_api
 from workers import handler_runs, processing
 from workers.models import HandlerRun, LedgerEntry
 from workers.registry import HandlerRegistry, default_registry
@@ -76,8 +77,6 @@ def aiwyn() -> Iterator[str]:
 def api(aiwyn: str) -> Iterator[httpx.Client]:
     """An authenticated client of a freshly reset emulator."""
     httpx.post(f"{aiwyn}/_emulator/reset", timeout=5).raise_for_status()
-    client = httpx.Client(base_url=aiwyn, timeout=10)
-    token = client.post("/api/v1/auth/token", data={"grant_type": "client_credentials", "client_id": AIWYN_CLIENT[0], "client_secret": AIWYN_CLIENT[1]})
-    client.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
+    client = emulator_api(aiwyn, *AIWYN_CLIENT)
     yield client
     client.close()

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from config.job_contract import MAX_EVENT_ID
+from devstack.databases import clear_tables
 from tests.events import event_body
 from tests.workers.conftest import MakeRuntime, deliver, ledger_row, run_row
 from workers.events import Event
@@ -52,18 +53,12 @@ ORDERING_CASES = [
 ]
 
 
-def _reset(engine: sqlalchemy.Engine) -> None:
-    with engine.begin() as connection:
-        for table in ("aiwyn_records", "aiwyn_events", "aiwyn_handler_runs"):
-            connection.execute(sqlalchemy.text(f"DELETE FROM {table}"))
-
-
 @pytest.mark.parametrize(("first", "second", "winner"), ORDERING_CASES)
 def test_an_older_change_never_overwrites_a_newer_one(make_runtime: MakeRuntime, engine: sqlalchemy.Engine, first: dict, second: dict, winner: str) -> None:
     runtime = make_runtime()
     a, b = ("evt_a", event_body("evt_a", **first)), ("evt_b", event_body("evt_b", **second))
     for batches in ([[a], [b]], [[b], [a]], [[a, b]], [[b, a]]):  # one by one in both orders, and in one batch
-        _reset(engine)
+        clear_tables(engine)
         for batch in batches:
             deliver(runtime, *batch)
         assert mirrored(engine).event_id == winner, batches
