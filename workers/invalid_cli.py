@@ -9,21 +9,15 @@ from datetime import UTC
 
 import click
 
-from config import SettingsError, load_settings
-from config.logs import configure_logging
 from workers import invalid as set_aside
-from workers.discovery import HandlerLoadError
+from workers.cli_common import runtime_or_exit, settings_or_exit
 from workers.registry import default_registry
-from workers.runtime import WorkerRuntime, start_runtime
+from workers.runtime import WorkerRuntime
 
 
 def _runtime(with_handlers: bool) -> WorkerRuntime:
-    try:
-        settings = load_settings()
-        configure_logging(settings.log_level, settings.log_format)
-        return start_runtime(settings, None if with_handlers else default_registry())
-    except (SettingsError, HandlerLoadError) as exc:
-        raise click.ClickException(str(exc)) from exc
+    """The commands' start, as every workers command's: a bad setting is one line and exit 2."""
+    return runtime_or_exit(settings_or_exit(), None if with_handlers else default_registry())
 
 
 @click.group("invalid")
