@@ -45,13 +45,16 @@ WAKE_TTL_SECONDS = 30
 # queued (or for a moment after the flag is set, while its enqueue is under way): a job taken by
 # a worker that died, or lost in a Redis restart, cannot keep deliveries waiting for the TTL.
 WAKE_ENQUEUE_GRACE_SECONDS = 2
-# Lua, shared by the receiver's and the workers' scripts: ``wake_is_live(flag key, job key prefix, ttl)``.
+# Lua, shared by the receiver's and the workers' scripts:
+# ``wake_is_live(flag key, job key prefix, ttl, RQ queue key)``. "Queued" means in the queue's list
+# too: a job whose hash says queued but whose id left the list (a worker died right after taking
+# it, or a Redis restart kept one write and lost the other) would otherwise hold the flag for its TTL.
 WAKE_IS_LIVE_LUA = f"""
-local function wake_is_live(wake, job_prefix, ttl)
+local function wake_is_live(wake, job_prefix, ttl, queue)
   local id = redis.call('GET', wake)
   if not id then return false end
   local status = redis.call('HGET', job_prefix .. id, 'status')
-  if status == 'queued' then return true end
+  if status == 'queued' then return redis.call('LPOS', queue, id) ~= false end
   if status then return false end
   return redis.call('PTTL', wake) > (tonumber(ttl) - {WAKE_ENQUEUE_GRACE_SECONDS}) * 1000
 end

@@ -42,7 +42,7 @@ from config.metrics_contract import (
 
 log = logging.getLogger(__name__)
 
-# KEYS: seen, deliveries, wake, requests, request duration, last event, arrivals.
+# KEYS: seen, deliveries, wake, requests, request duration, last event, arrivals, the RQ queue.
 # ARGV: dedupe ttl, packed delivery, wake ttl, RQ job key prefix, new job id,
 #       request field if fresh, if duplicate, duration bucket field, duration in µs, subscription.
 # A duplicate still wakes a drain job if deliveries are waiting: a wake-up lost earlier
@@ -61,7 +61,7 @@ redis.call('HINCRBY', KEYS[5], ARGV[8], 1)
 redis.call('HINCRBY', KEYS[5], 'sum_us', ARGV[9])
 redis.call('HSET', KEYS[6], ARGV[10], now)
 local wake = false
-if (fresh or redis.call('LLEN', KEYS[2]) > 0) and not wake_is_live(KEYS[3], ARGV[4], ARGV[3]) then
+if (fresh or redis.call('LLEN', KEYS[2]) > 0) and not wake_is_live(KEYS[3], ARGV[4], ARGV[3], KEYS[8]) then
   wake = redis.call('SET', KEYS[3], ARGV[5], 'EX', ARGV[3])
 end
 return {fresh and 1 or 0, wake and 1 or 0}
@@ -88,7 +88,8 @@ class DeliveryQueue:
         self._queue = Queue(settings.queue_name, connection=connection, serializer=JOB_SERIALIZER)
         self._mac_key = delivery_mac_keys(settings.require_secrets_key())[0]
         queue = settings.queue_name
-        self._keys = [deliveries_key(queue), wake_key(queue), requests_key(queue), request_duration_key(queue), last_event_key(queue), arrivals_key(queue)]
+        self._keys = [deliveries_key(queue), wake_key(queue), requests_key(queue), request_duration_key(queue), last_event_key(queue), arrivals_key(queue),
+                      self._queue.key]
 
     def enqueue(self, event_id: str, subscription_id: str, body: bytes, started: float | None = None) -> Enqueued:
         """Store the delivery, and count it as answered (``started``: the request's ``perf_counter``);

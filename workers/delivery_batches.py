@@ -58,12 +58,12 @@ redis.call('ZADD', KEYS[2], now + tonumber(ARGV[1]), ARGV[2])
 return {ARGV[2], items}
 """
 
-# KEYS: deliveries, batches, wake. ARGV: wake ttl, RQ job key prefix, new job id.
+# KEYS: deliveries, batches, wake, the RQ queue. ARGV: wake ttl, RQ job key prefix, new job id.
 # 1 when a drain job should be queued: deliveries wait and the flag names no queued drain job.
 _NEEDS_DRAIN = WAKE_IS_LIVE_LUA + """
 local t = redis.call('TIME')
 local waiting = redis.call('LLEN', KEYS[1]) > 0 or #redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', t[1], 'LIMIT', 0, 1) > 0
-if waiting and not wake_is_live(KEYS[3], ARGV[2], ARGV[1]) then
+if waiting and not wake_is_live(KEYS[3], ARGV[2], ARGV[1], KEYS[4]) then
   redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[1])
   return 1
 end
@@ -203,7 +203,7 @@ class DeliveryBatches:
         """Queue a drain job when deliveries wait and none is queued: a lost wake-up costs seconds."""
         job_id = new_drain_job_id()
         if self._needs_drain(
-            keys=[self._deliveries, self._batches, wake_key(self._settings.queue_name)],
+            keys=[self._deliveries, self._batches, wake_key(self._settings.queue_name), self._queue.key],
             args=[WAKE_TTL_SECONDS, Job.redis_job_namespace_prefix, job_id],
         ):
             enqueue_drain(self._queue, self._settings, job_id)
