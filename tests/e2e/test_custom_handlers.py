@@ -87,8 +87,10 @@ def test_flaky_and_broken_handlers_then_a_replay(handler_stack: Stack) -> None:
     clients = {c["id"] for c in created}
 
     # The mirror is not held up by the failing, retrying or hanging handlers.
-    wait_for(lambda: all(stack.mirror(c) for c in clients), timeout=20, what="the clients in the mirror")
-    events = {e.event_id for e in stack.ledger() if e.record_id in clients}
+    # (The first start's backfill may copy the clients before their events are drained: wait for both.)
+    ledgered = lambda: {e.event_id for e in stack.ledger() if e.record_id in clients}
+    wait_for(lambda: all(stack.mirror(c) for c in clients) and len(ledgered()) == 5, timeout=20, what="the clients in the mirror and their events")
+    events = ledgered()
     assert len(events) == 5
 
     # The flaky handler succeeds on its third attempt; the broken one is in the failed list after three.
