@@ -39,6 +39,7 @@ from workers.dead_letters import dead_letters_key, failures_key, reason_json, re
 log = logging.getLogger(__name__)
 
 # KEYS: deliveries, batches, arrivals. ARGV: lease seconds, new batch key, max items.
+# Returns the batch's key, its items and how many deliveries still wait after it.
 # The arrival times (config.metrics_contract) leave with their deliveries; an empty delivery
 # list empties them too, so a list written without them (an older receiver) cannot skew them for long.
 _CLAIM = """
@@ -47,15 +48,16 @@ local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local stale = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, 1)
 if #stale > 0 then
   redis.call('ZADD', KEYS[2], now + tonumber(ARGV[1]), stale[1])
-  return {stale[1], redis.call('LRANGE', stale[1], 0, -1)}
+  return {stale[1], redis.call('LRANGE', stale[1], 0, -1), redis.call('LLEN', KEYS[1])}
 end
 local items = redis.call('LPOP', KEYS[1], ARGV[3])
 if items then redis.call('LPOP', KEYS[3], #items) end
-if redis.call('LLEN', KEYS[1]) == 0 then redis.call('DEL', KEYS[3]) end
+local waiting = redis.call('LLEN', KEYS[1])
+if waiting == 0 then redis.call('DEL', KEYS[3]) end
 if not items then return false end
 redis.call('RPUSH', ARGV[2], unpack(items))
 redis.call('ZADD', KEYS[2], now + tonumber(ARGV[1]), ARGV[2])
-return {ARGV[2], items}
+return {ARGV[2], items, waiting}
 """
 
 # KEYS: deliveries, batches, wake, the RQ queue. ARGV: wake ttl, RQ job key prefix, new job id.
@@ -110,6 +112,8 @@ def unverified_key(queue: str) -> str:
 class Batch:
     key: str
     deliveries: list[tuple[str, str, bytes]]
+    # Deliveries still in the list once this batch was claimed: a backlog that another worker can share.
+    waiting: int = 0
 
     @property
     def claimed_at(self) -> datetime | None:
@@ -142,7 +146,7 @@ class DeliveryBatches:
         claimed = self._claim(keys=[self._deliveries, self._batches, self._arrivals], args=[self._lease, new_key, size])
         if not claimed:
             return None
-        key, items = claimed
+        key, items, waiting = claimed
         deliveries = []
         for item in items:
             if not self._genuine(item):
@@ -153,7 +157,7 @@ class DeliveryBatches:
                 # Only this service writes the list; keep what it cannot read for an operator.
                 self._connection.rpush(f"aiwyn:{self._settings.queue_name}:unreadable", item)
                 log.error("an unreadable delivery was moved to aiwyn:%s:unreadable", self._settings.queue_name)
-        return Batch(key.decode() if isinstance(key, bytes) else key, deliveries)
+        return Batch(key.decode() if isinstance(key, bytes) else key, deliveries, int(waiting))
 
     def _genuine(self, item: bytes) -> bool:
         """Only what a receiver of ours packed passes: anyone else who can write to Redis could push

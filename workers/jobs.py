@@ -44,6 +44,12 @@ def drain_deliveries(queue_name: str) -> int:
         batch = runtime.batches.claim(runtime.settings.batch_size)
         if batch is None:
             break
+        if batch.waiting >= runtime.settings.batch_size:
+            # A backlog of another batch or more: queue a drain job for an idle worker now, not at its
+            # next heartbeat. That job does the same when it starts, so W workers share a backlog from
+            # the first second; at most one drain job waits at a time (the wake flag), so no more run
+            # at once than there are workers free to take them.
+            runtime.batches.wake_if_needed()
         try:
             follow_ups = processing.process_batch(runtime, batch.deliveries, batch.claimed_at)
             handler_runs.enqueue_follow_ups(runtime, follow_ups)
