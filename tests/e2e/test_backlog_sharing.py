@@ -47,7 +47,7 @@ def two_workers(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
         pytest.skip("TEST_POSTGRES_URL is not set")
     directory = tmp_path_factory.mktemp(f"backlog-{request.param}")
     with throwaway_database(request.param, directory) as database_url:
-        running = start_stack(directory, database_url, AIWYN_RECEIVER_BACKFILL_ON_START="0")
+        running = start_stack(directory, database_url)
         try:
             running.processes["worker1"] = start_worker(running.env, directory / "worker1.log")
             yield running

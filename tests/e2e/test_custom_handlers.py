@@ -87,7 +87,7 @@ def test_flaky_and_broken_handlers_then_a_replay(handler_stack: Stack) -> None:
     clients = {c["id"] for c in created}
 
     # The mirror is not held up by the failing, retrying or hanging handlers.
-    # (The first start's backfill may copy the clients before their events are drained: wait for both.)
+    # Both the mirror rows and the events' ledger entries (a backfill, when on, could write the rows first).
     ledgered = lambda: {e.event_id for e in stack.ledger() if e.record_id in clients}
     wait_for(lambda: all(stack.mirror(c) for c in clients) and len(ledgered()) == 5, timeout=20, what="the clients in the mirror and their events")
     events = ledgered()

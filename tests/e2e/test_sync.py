@@ -51,7 +51,7 @@ def tenant(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     directory = tmp_path_factory.mktemp(f"tenant-{request.param}")
     with throwaway_database(request.param, directory) as database_url:
         # Quick retries: a delivery refused while the web process is down is dropped within a second.
-        running = start_stack(directory, database_url, retry_schedule="0.2,0.3", prepare=_seed_tenant)
+        running = start_stack(directory, database_url, retry_schedule="0.2,0.3", prepare=_seed_tenant, AIWYN_RECEIVER_BACKFILL_ON_START="1")
         try:
             yield running
         finally:
