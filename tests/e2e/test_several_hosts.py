@@ -4,11 +4,13 @@ one nginx upstream (the project's files from deploy/), as the README's "Several 
 Both sets start as a fresh deploy does, at once: each runs the release (migrate, views,
 register), and Aiwyn ends with one subscription. During a stream of creates and updates, host
 A's worker is caught holding a claimed batch (its ledger insert waits on a lock the test holds
-on ``aiwyn_events``), and the whole of host A is SIGKILLed: gunicorn's master and workers, and
-the RQ worker. Then: every event Aiwyn saw acknowledged is in the ledger once and mirrored; host
-B keeps answering 202 through nginx, which passes deliveries on from the dead host; anything
-that failed is delivered by Aiwyn's retries; A's batch is taken over once its lease
-(``AIWYN_RECEIVER_JOB_TIMEOUT``) has run out, by B's worker.
+on ``aiwyn_events``), A's gunicorn is frozen (SIGSTOP) until nginx has sent it a delivery, and
+the whole of host A is SIGKILLed: gunicorn's master and workers, and the RQ worker. Then: every
+event Aiwyn saw acknowledged is in the ledger once and mirrored; host B keeps answering 202
+through nginx, which passes on to B the deliveries A refused and the one A held when it died
+(``proxy_next_upstream ... non_idempotent``); anything that failed is delivered by Aiwyn's
+retries; A's batch is taken over once its lease (``AIWYN_RECEIVER_JOB_TIMEOUT``) has run out,
+by B's worker.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ pytestmark = pytest.mark.e2e
 
 LEASE = 6  # AIWYN_RECEIVER_JOB_TIMEOUT: a dead worker's batch is taken over this long after its claim
 QUEUE = Settings().queue_name
+FROZEN = 0.5  # seconds host A is frozen (SIGSTOP) with a delivery in hand before it is killed
 
 
 @dataclass
@@ -138,6 +141,16 @@ def produce(stack: Stack, count: int, pause: float) -> threading.Thread:
     return thread
 
 
+def unread_requests(port: int) -> bool:
+    """Whether a connection to ``port`` on loopback holds bytes its server has not read (Linux's /proc/net/tcp)."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local_port, unread = int(fields[1].split(":")[1], 16), int(fields[4].split(":")[1], 16)
+        if local_port == port and unread > 0:
+            return True
+    return False
+
+
 def waiting_ledger_inserts(connection: sqlalchemy.Connection) -> list[str]:
     """The application names of the connections whose ledger insert waits on a lock."""
     rows = connection.execute(sqlalchemy.text(
@@ -173,6 +186,11 @@ def test_one_host_sigkilled_mid_stream_loses_nothing_acknowledged(hosts: Hosts) 
         held = {key.decode(): deadline for key, deadline in redis_client.zrange(batches_key(QUEUE), 0, -1, withscores=True)}
         held_events = {unpack_delivery(item)[0] for key in held for item in redis_client.lrange(key, 0, -1)}
         assert held_events and not held_events & {entry.event_id for entry in stack.ledger()}
+        # Host A freezes first: a delivery nginx sends it meanwhile is read by nobody. Killed,
+        # A never answers it; nginx passes it on to B (non_idempotent), so Aiwyn sees a 202.
+        stack.processes["web-a"].signal(signal.SIGSTOP)
+        wait_for(lambda: unread_requests(a.port), timeout=30, what="a delivery sent to the frozen host A")
+        time.sleep(FROZEN)  # the delivery in hand waits at least this long: told apart in nginx's log below
         for name in ("web-a", "worker-a"):  # the whole host: gunicorn's process group, and the worker
             stack.processes[name].signal(signal.SIGKILL)
             stack.processes[name].popen.wait(10)
@@ -214,8 +232,11 @@ def test_one_host_sigkilled_mid_stream_loses_nothing_acknowledged(hosts: Hosts) 
     attempts = stack.deliveries()
     after = [x for x in attempts if datetime.fromisoformat(x["at"].replace("Z", "+00:00")) > killed_at]
     assert any(x["status"] == 202 for x in after)
-    passed_on = re.findall(rf"upstream={re.escape(a.upstream)}, {re.escape(b.upstream)} upstream_status=\d+, (\d+)", hosts.access_log())
-    assert passed_on and set(passed_on) <= {"200", "202"}, passed_on
+    passed_on = re.findall(
+        rf' ([0-9.]+) "[^"]*" upstream={re.escape(a.upstream)}, {re.escape(b.upstream)} upstream_status=\d+, (\d+)', hosts.access_log()
+    )
+    assert passed_on and {status for _, status in passed_on} <= {"200", "202"}, passed_on
+    assert any(float(seconds) >= FROZEN for seconds, _ in passed_on), passed_on  # the one in hand when A died too
     failed = [x for x in attempts if not 200 <= (x["status"] or 0) < 300]
     for attempt in failed:  # an attempt that failed on the way was followed by an acknowledged one
         assert attempt["eventId"] in acknowledged
