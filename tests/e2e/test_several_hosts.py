@@ -20,7 +20,6 @@ import signal
 import subprocess
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,7 +39,7 @@ from devstack.stack import stack_env
 from tests.databases import POSTGRES_URL
 from tests.e2e.edge import EDGE, render_nginx, require_nginx, self_signed, start_nginx
 from tests.e2e.stack import CLIENT_ID, CLIENT_SECRET, SECRETS_KEY, Stack, wait_for
-from tests.e2e.test_nothing_stuck import acknowledged_at, emulators_records, mirror
+from tests.e2e.test_nothing_stuck import acknowledged_at, emulators_records, mirror, stream
 
 pytestmark = pytest.mark.e2e
 
@@ -124,23 +123,6 @@ def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hosts]:
             stack.stop()
 
 
-def produce(stack: Stack, count: int, pause: float) -> threading.Thread:
-    """Create ``count`` clients in the background, updating every third one at once."""
-    tag = uuid.uuid4().hex[:6]
-
-    def run() -> None:
-        for i in range(count):
-            record = {"type": "client", "systemRef": {"system": "erp", "id": f"C-{tag}-{i}"}, "attributes": {"ref": f"{tag}-{i}"}}
-            stack.records("POST", record)
-            if i % 3 == 0:
-                stack.records("PUT", record | {"attributes": {"ref": f"{tag}-{i}", "updated": True}})
-            time.sleep(pause)
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    return thread
-
-
 def unread_requests(port: int) -> bool:
     """Whether a connection to ``port`` on loopback holds bytes its server has not read (Linux's /proc/net/tcp)."""
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
@@ -167,7 +149,7 @@ def test_one_host_sigkilled_mid_stream_loses_nothing_acknowledged(hosts: Hosts) 
     releases = "".join((stack.directory / f"release-{name}.log").read_text() for name in ("a", "b"))
     assert len(re.findall(r"subscription create ", releases)) == 1, releases
 
-    producer = produce(stack, 120, pause=0.04)
+    producer = stream(stack, 120, pause=0.04)
     # Both hosts take deliveries through nginx before the kill.
     wait_for(
         lambda: all(f"upstream={host.upstream} upstream_status=202" in hosts.access_log() for host in (a, b)),
