@@ -124,7 +124,8 @@ def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hosts]:
 
 
 def unread_requests(port: int) -> bool:
-    """Whether a connection to ``port`` on loopback holds bytes its server has not read (Linux's /proc/net/tcp)."""
+    """Whether a connection to ``port`` on loopback waits on its server: bytes it has not read, or (the
+    listening socket's count) a connection it has not accepted. From Linux's /proc/net/tcp."""
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         fields = line.split()
         local_port, unread = int(fields[1].split(":")[1], 16), int(fields[4].split(":")[1], 16)
