@@ -19,6 +19,9 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
+from workers.database import make_engine
+from workers.schema_lock import schema_lock
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 ENTRY_POINT_GROUP = "aiwyn_receiver.migrations"
 
@@ -50,5 +53,11 @@ def alembic_config(database_url: str) -> Config:
 
 
 def upgrade(database_url: str, revision: str = "heads") -> None:
-    """Bring the database's schema up to ``revision`` (every branch's head); safe to run on every start."""
-    command.upgrade(alembic_config(database_url), revision)
+    """Bring the database's schema up to ``revision`` (every branch's head); safe to run on every
+    start, and on every host at once (the schema lock makes the others wait, then find it done)."""
+    engine = make_engine(database_url)
+    try:
+        with schema_lock(engine):
+            command.upgrade(alembic_config(database_url), revision)
+    finally:
+        engine.dispose()

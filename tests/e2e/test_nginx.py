@@ -3,10 +3,6 @@ only the webhook public, and slow clients absorbed by nginx (where gunicorn alon
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
-import os
-import shutil
 import socket
 import ssl
 import subprocess
@@ -19,70 +15,14 @@ from typing import NamedTuple
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from devstack.databases import throwaway_database
-from devstack.services import ROOT, Process, free_port, wait_until
+from devstack.services import ROOT, free_port
+from tests.e2e.edge import EDGE, PRIVATE, render_nginx, require_nginx, self_signed, start_nginx
 from tests.e2e.stack import Stack, start_stack, wait_for
 
 pytestmark = pytest.mark.e2e
-NGINX = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if Path(p).exists()), None)
-# nginx listens on another loopback address than gunicorn, as a public address would be.
-EDGE = "127.0.0.2"
-# The private server block (health checks, metrics) on a third one.
-PRIVATE = "127.0.0.3"
 TOKEN = "edge-token-" + uuid.uuid4().hex
-
-
-def self_signed(directory: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, EDGE)])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(EDGE))]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )  # fmt: skip
-    cert_path, key_path = directory / "edge.crt", directory / "edge.key"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    return cert_path, key_path
-
-
-def render_nginx(directory: Path, port: int, private_port: int, upstream: str, cert: Path, key: Path) -> Path:
-    """The project's nginx file (deploy/) rendered for loopback, inside a minimal nginx.conf; the latter's path."""
-    server = (ROOT / "deploy" / "nginx-aiwyn-receiver.conf").read_text()
-    for placeholder, value in {"__LISTEN__": f"{EDGE}:{port}", "__PRIVATE_LISTEN__": f"{PRIVATE}:{private_port}",
-                               "__SERVER_NAME__": EDGE, "__CERTIFICATE__": str(cert),
-                               "__CERTIFICATE_KEY__": str(key), "__UPSTREAM__": upstream,
-                               "__ACCESS_LOG__": str(directory / "server-access.log")}.items():  # fmt: skip
-        server = server.replace(placeholder, value)
-    (directory / "server.conf").write_text(server)
-    temp = {name: directory / name for name in ("body", "proxy", "fastcgi", "uwsgi", "scgi")}
-    for path in temp.values():
-        path.mkdir(exist_ok=True)
-    (directory / "nginx.conf").write_text(
-        ("user root;\n" if os.geteuid() == 0 else "")
-        + f"daemon off;\npid {directory}/nginx.pid;\nerror_log {directory}/error.log;\nevents {{}}\n"
-        + f"http {{\n access_log {directory}/access.log;\n client_body_temp_path {temp['body']};\n proxy_temp_path {temp['proxy']};\n"
-        + f" fastcgi_temp_path {temp['fastcgi']};\n uwsgi_temp_path {temp['uwsgi']};\n scgi_temp_path {temp['scgi']};\n"
-        + f" include {directory}/server.conf;\n}}\n"
-    )
-    return directory / "nginx.conf"
-
-
-def start_nginx(directory: Path, port: int, private_port: int, upstream: str, cert: Path, key: Path) -> Process:
-    """nginx in the foreground with the project's file, rendered for loopback."""
-    conf = render_nginx(directory, port, private_port, upstream, cert, key)
-    process = Process("nginx", [NGINX, "-c", str(conf), "-p", str(directory)], os.environ, directory / "nginx.log")
-    wait_until(lambda: httpx.get(f"http://{PRIVATE}:{private_port}/healthz", timeout=1).status_code == 200, 20, "nginx", process)
-    return process
 
 
 class Edge(NamedTuple):
@@ -95,14 +35,6 @@ class Edge(NamedTuple):
 
     def tls(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=self.cert)
-
-
-def require_nginx() -> str:
-    if NGINX is None:
-        if os.environ.get("CI"):  # CI installs nginx: a missing one there is a broken CI, not a skip
-            pytest.fail("nginx is not installed, and CI is set (.ci/run installs it)")
-        pytest.skip("nginx is not installed (apt-get install nginx; .ci/run installs it)")
-    return NGINX
 
 
 @pytest.fixture(scope="module")

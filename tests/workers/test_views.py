@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -149,6 +150,41 @@ def test_a_dry_run_says_what_would_change_and_changes_nothing(api: httpx.Client,
     planned = views.refresh(runtime.engine, runtime.listing, runtime.sync.types(), dry_run=True)
     assert any(c.line() == "aiwyn_engagement_letter (engagementLetter): create (4 fields)" for c in planned)
     assert "aiwyn_client" not in sqlalchemy.inspect(runtime.engine).get_view_names()
+
+
+def test_two_hosts_making_the_views_at_once_both_succeed_and_make_them_once(api: httpx.Client, runtime: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``release`` on two hosts at once: each reads which views exist, then creates them. The
+    barrier makes both read before either writes, as happens when they start together (without
+    the schema lock, one fails: ``CREATE VIEW`` of a name the other has just made)."""
+    read_together = threading.Barrier(2, timeout=2)
+    read = views.stored
+
+    def stored_then_wait(engine: sqlalchemy.Engine) -> dict[str, str]:
+        found = read(engine)
+        try:
+            read_together.wait()
+        except threading.BrokenBarrierError:
+            pass  # the other waited for our lock: it reads after we commit
+        return found
+
+    monkeypatch.setattr(views, "stored", stored_then_wait)
+    types = runtime.sync.types()
+    outcomes: dict[int, list[views.Change] | BaseException] = {}
+
+    def host(n: int) -> None:
+        try:
+            outcomes[n] = views.refresh(runtime.engine, runtime.listing, types)
+        except Exception as exc:  # reported by the assertion below
+            outcomes[n] = exc
+
+    hosts = [threading.Thread(target=host, args=(n,)) for n in range(2)]
+    for thread in hosts:
+        thread.start()
+    for thread in hosts:
+        thread.join(30)
+    assert not [o for o in outcomes.values() if isinstance(o, BaseException)], outcomes
+    made = [{c.view.name for c in changes if c.action != "unchanged"} for changes in outcomes.values()]
+    assert sorted(map(len, made))[0] == 0 and "aiwyn_client" in made[0] | made[1]  # one host made them, the other found them
 
 
 

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from workers.database import dialect_insert
 from workers.models import ViewDefinition, metadata
+from workers.schema_lock import schema_lock
 from workers.sync.listing import EntityType, RecordsListing
 from workers.sync.view_columns import FIELD_NAME, FIXED, KINDS, fixed_columns, snake, typed_column
 
@@ -108,8 +109,10 @@ def refresh(engine: Engine, listing: RecordsListing, types: Iterable[EntityType]
             views.append(view_for(entity_type.name, listing.schema(entity_type.name)))
         except ValueError as exc:
             log.warning("%s", exc)
-    changes = plan(views, stored(engine))
-    if not dry_run:
+    if dry_run:
+        return plan(views, stored(engine))
+    with schema_lock(engine):  # release on several hosts, or beside a worker's check: one at a time
+        changes = plan(views, stored(engine))
         apply(engine, changes)
     return changes
 
