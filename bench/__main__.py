@@ -33,12 +33,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import redis
 import sqlalchemy
 from rq import Queue
 
 from bench.load import event, run_wrk, write_requests
 from config.job_contract import JOB_SERIALIZER, deliveries_key, delivery_mac_keys, enqueue_drain, pack_delivery, seen_key
+from config.redis_connection import connect
 from config.settings import from_env as settings_from_env
 from devstack.databases import clear_tables, throwaway_database
 from devstack.services import REGISTER_ONLY, ROOT, Process, free_port, local_secrets_key, run_release, start_web
@@ -96,7 +96,7 @@ class Stack:
         [subscription] = api.get("/api/v1/event-subscriptions").json()["data"]["subscriptions"]
         self.subscription_id = subscription["id"]
         self.secret = api.get(f"/api/v1/event-subscriptions/{self.subscription_id}/secret").json()["data"]["secrets"][0]["secret"]
-        self.redis = redis.Redis.from_url(self.env["REDIS_URL"])
+        self.redis = connect(self.env["REDIS_URL"])
         self.engine = make_engine(database_url)
 
     def keep_web(self, *apps: str) -> None:

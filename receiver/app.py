@@ -14,6 +14,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from aiwyn_api.client import AiwynClient
 from config import Settings, load_settings
 from config.logs import configure_logging
+from config.redis_connection import connect
 from config.wire import DEFAULT_WIRE, Wire, wire_for
 from receiver.delivery_queue import DeliveryQueue
 from receiver.metrics import registry_for
@@ -45,7 +46,7 @@ def current_runtime() -> Runtime:
 
 def connect_redis(settings: Settings) -> redis.Redis:
     """A Redis client that fails fast: a request must answer 503 quickly, not hang."""
-    return redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
+    return connect(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
 
 
 def create_app(settings: Settings | None = None) -> Flask:
