@@ -13,6 +13,7 @@ import logging
 import time
 
 import redis
+from redis.exceptions import NoScriptError
 from rq import Queue
 from rq.job import Job
 
@@ -68,6 +69,13 @@ return {fresh and 1 or 0, wake and 1 or 0}
 """
 
 
+class NotReplicated(redis.RedisError):
+    """Stored on the primary, but fewer replicas than ``AIWYN_RECEIVER_REDIS_MIN_REPLICAS`` have it yet: answered 503."""
+
+    def __init__(self, acknowledged: int, wanted: int, timeout_ms: int) -> None:
+        super().__init__(f"{acknowledged} of {wanted} replicas acknowledged within {timeout_ms} ms")
+
+
 class Enqueued(enum.Enum):
     QUEUED = "queued"
     DUPLICATE = "duplicate"
@@ -97,14 +105,49 @@ class DeliveryQueue:
         job_id = new_drain_job_id()
         # The duration counted is the request's until this call: its own work, without the round trip.
         elapsed = time.perf_counter() - started if started is not None else 0.0
-        fresh, wake = self._push(
-            keys=[seen_key(event_id), *self._keys],
-            args=[self._settings.dedupe_ttl, pack_delivery(event_id, subscription_id, body, self._mac_key), WAKE_TTL_SECONDS, Job.redis_job_namespace_prefix,
-                  job_id, _FRESH, _DUPLICATE, bucket_field(REQUEST_BUCKETS, elapsed), micros(elapsed), subscription_id],
+        fresh, wake, replicas = self._store(
+            [seen_key(event_id), *self._keys],
+            [self._settings.dedupe_ttl, pack_delivery(event_id, subscription_id, body, self._mac_key), WAKE_TTL_SECONDS, Job.redis_job_namespace_prefix,
+             job_id, _FRESH, _DUPLICATE, bucket_field(REQUEST_BUCKETS, elapsed), micros(elapsed), subscription_id],
         )  # fmt: skip
         if wake:
-            self.wake(job_id)
+            self.wake(job_id)  # a delivery answered 503 below is stored all the same: drained as usual
+        if replicas is not None and replicas < self._settings.redis_min_replicas:
+            self._uncount(fresh)
+            raise NotReplicated(replicas, self._settings.redis_min_replicas, self._settings.redis_replica_timeout_ms)
         return Enqueued.QUEUED if fresh else Enqueued.DUPLICATE
+
+    def _store(self, keys: list[str], args: list[object]) -> tuple[int, int, int | None]:
+        """Run the storing script; with ``AIWYN_RECEIVER_REDIS_MIN_REPLICAS``, WAIT for that many replicas
+        too and return how many acknowledged (else None).
+
+        WAIT counts the writes of its own connection, so it goes in one pipeline with the script:
+        one connection, one round trip. A duplicate waits as well: its first copy, written earlier
+        on the primary, may not be on a replica yet."""
+        wanted = self._settings.redis_min_replicas
+        if not wanted:
+            fresh, wake = self._push(keys=keys, args=args)
+            return fresh, wake, None
+        for _ in range(2):
+            pipe = self._connection.pipeline(transaction=False)
+            pipe.evalsha(self._push.sha, len(keys), *keys, *args)
+            pipe.wait(wanted, self._settings.redis_replica_timeout_ms)
+            stored, replicas = pipe.execute(raise_on_error=False)
+            if not isinstance(stored, NoScriptError):
+                break
+            self._connection.script_load(_PUSH)  # a new primary after a failover: its script cache is empty
+        for result in (stored, replicas):
+            if isinstance(result, Exception):
+                raise result
+        fresh, wake = stored
+        return fresh, wake, int(replicas)
+
+    def _uncount(self, fresh: int) -> None:
+        """The script counted the answer as 202 or 200; the endpoint counts the 503 it answers instead."""
+        try:
+            self._connection.hincrby(self._keys[2], _FRESH if fresh else _DUPLICATE, -1)
+        except redis.RedisError as exc:
+            log.debug("answer count not corrected: %s", type(exc).__name__)
 
     def wake(self, job_id: str | None = None) -> None:
         """Queue a drain job; a failure here loses nothing (the delivery is stored), only time."""
