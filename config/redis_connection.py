@@ -17,6 +17,8 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from redis.sentinel import Sentinel
 
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
@@ -108,7 +110,11 @@ def parse_sentinel_url(url: str) -> SentinelTarget:
 
 def sentinel_for(target: SentinelTarget, **options: Any) -> Sentinel:
     """A ``Sentinel`` of the set: ``options`` go to the data nodes' connections; the sentinels get short timeouts."""
-    sentinel_kwargs: dict[str, Any] = {"socket_connect_timeout": SENTINEL_TIMEOUT, "socket_timeout": SENTINEL_TIMEOUT, "ssl": target.ssl}
+    # No retries of a sentinel that does not answer: the next one is asked at once (redis-py's
+    # default backoff made a dead sentinel cost seconds per discovery of the primary).
+    sentinel_kwargs: dict[str, Any] = {
+        "socket_connect_timeout": SENTINEL_TIMEOUT, "socket_timeout": SENTINEL_TIMEOUT, "ssl": target.ssl, "retry": Retry(NoBackoff(), 0),
+    }  # fmt: skip
     if target.sentinel_password is not None:
         sentinel_kwargs |= {"username": target.sentinel_username, "password": target.sentinel_password}
     node_kwargs: dict[str, Any] = {"db": target.db, "username": target.username, "password": target.password} | options

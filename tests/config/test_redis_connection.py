@@ -98,5 +98,9 @@ def test_a_sentinel_client_follows_the_service_and_a_plain_one_the_server() -> N
     watchers = pool.sentinel_manager.sentinels
     assert [w.connection_pool.connection_kwargs["port"] for w in watchers] == [26379, 26380]
     assert {w.connection_pool.connection_kwargs["password"] for w in watchers} == {"spw"}
+    # A sentinel that does not answer is not retried with back-off: the next one is asked at once.
+    assert {w.connection_pool.connection_kwargs["retry"].get_retries() for w in watchers} == {0}
+    with pytest.raises(redis.ConnectionError, match="No master found for 'aiwyn'"):
+        connect("redis+sentinel://127.0.0.1:1,127.0.0.1:2/aiwyn").ping()  # nothing listens there
     plain = connect("redis://127.0.0.1:6390/5")
     assert isinstance(plain, redis.Redis) and plain.connection_pool.connection_kwargs["db"] == 5
