@@ -3,8 +3,10 @@
 The real endpoint under wrk, as ``bench_ingest`` loads it, against a Sentinel set on loopback (a
 primary, N replicas, three sentinels; ``REDIS_URL=redis+sentinel://...``), with the setting at 0
 and at N in alternating runs (the order flips each run), the web process started afresh for each.
-The cost is the median of the runs' ratios (N over 0). Load, service, primary and replicas share
-this machine, so a replica's acknowledgement costs CPU here that it would not on its own host.
+The cost is the median of the runs' ratios (N over 0). Before it, the endpoint's Redis step
+alone (``DeliveryQueue.enqueue``, one call at a time, alternating blocks): the time WAIT adds to
+a delivery. Load, service, primary and replicas share this machine, so a replica's
+acknowledgement costs CPU here that it would not on its own host.
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ import json
 import statistics
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.load import run_wrk, write_requests
+from bench.load import event, run_wrk, write_requests
 from config.job_contract import deliveries_key
 from devstack.databases import throwaway_database
 from devstack.sentinels import sentinel_set
@@ -47,6 +50,34 @@ def bench_min_replicas(stack: Any, work: Path, replicas: int, seconds: float, ru
     return summary
 
 
+def bench_store(stack: Any, replicas: int, blocks: int, per_block: int) -> dict[str, Any]:
+    """The endpoint's Redis step alone, in this process, one call at a time (``DeliveryQueue.enqueue``:
+    the storing script, with WAIT behind it or not), in alternating blocks: the time WAIT adds to a
+    delivery, less disturbed by a busy machine than the HTTP figures."""
+    from dataclasses import replace
+
+    from config.redis_connection import connect
+    from config.settings import from_env
+    from receiver.delivery_queue import DeliveryQueue
+
+    base = from_env(stack.env)
+    connection = connect(stack.env["REDIS_URL"], socket_connect_timeout=2, socket_timeout=2)
+    queues = {setting: DeliveryQueue(replace(base, redis_min_replicas=setting), connection) for setting in (0, replicas)}
+    times: dict[int, list[float]] = {0: [], replicas: []}
+    n = 0
+    for block in range(blocks):
+        for setting in (0, replicas) if block % 2 == 0 else (replicas, 0):
+            for _ in range(per_block):
+                event_id, body = event(n, stack.subscription_id, 20_000, "s")
+                n += 1
+                started = time.perf_counter()
+                queues[setting].enqueue(event_id, stack.subscription_id, body)
+                times[setting].append((time.perf_counter() - started) * 1e6)
+        connection.delete(deliveries_key(stack.queue))
+    connection.close()
+    return {str(setting): {"p50_us": statistics.median(found), "p99_us": sorted(found)[int(len(found) * 0.99) - 1], "calls": len(found)} for setting, found in times.items()}
+
+
 def main_replicas(make_stack: Callable[[Path, str, str], Any], replicas: int, runs: int, seconds: float, json_path: Path | None) -> int:
     """Run the comparison on a fresh Sentinel set and SQLite mirror; ``make_stack(directory, database URL, REDIS_URL)``."""
     from workers.migrate import upgrade
@@ -58,9 +89,14 @@ def main_replicas(make_stack: Callable[[Path, str, str], Any], replicas: int, ru
             upgrade(url)
             stack = make_stack(work / "stack", url, group.url)
             try:
+                stack.reset()
+                results["store"] = bench_store(stack, replicas, 2 if seconds < 5 else 20, 50 if seconds < 5 else 500)
                 results["ingest"] = bench_min_replicas(stack, work, replicas, seconds, runs)
             finally:
                 stack.stop()
+    store = results["store"]
+    print(f"store step alone, one at a time: MIN_REPLICAS=0 p50 {store['0']['p50_us']:.0f} µs, p99 {store['0']['p99_us']:.0f} µs;"
+          f" MIN_REPLICAS={replicas} p50 {store[str(replicas)]['p50_us']:.0f} µs, p99 {store[str(replicas)]['p99_us']:.0f} µs")
     ingest = results["ingest"]
     for setting in ("0", str(replicas)):
         figures = ingest[setting]

@@ -32,6 +32,7 @@ from config.job_contract import (
 )
 from config.metrics_contract import (
     REQUEST_BUCKETS,
+    SUM_FIELD,
     arrivals_key,
     bucket_field,
     field,
@@ -113,7 +114,7 @@ class DeliveryQueue:
         if wake:
             self.wake(job_id)  # a delivery answered 503 below is stored all the same: drained as usual
         if replicas is not None and replicas < self._settings.redis_min_replicas:
-            self._uncount(fresh)
+            self._uncount(fresh, elapsed)
             raise NotReplicated(replicas, self._settings.redis_min_replicas, self._settings.redis_replica_timeout_ms)
         return Enqueued.QUEUED if fresh else Enqueued.DUPLICATE
 
@@ -142,10 +143,14 @@ class DeliveryQueue:
         fresh, wake = stored
         return fresh, wake, int(replicas)
 
-    def _uncount(self, fresh: int) -> None:
-        """The script counted the answer as 202 or 200; the endpoint counts the 503 it answers instead."""
+    def _uncount(self, fresh: int, elapsed: float) -> None:
+        """The script counted the answer (202 or 200) and its duration; the endpoint counts the 503 it answers instead."""
         try:
-            self._connection.hincrby(self._keys[2], _FRESH if fresh else _DUPLICATE, -1)
+            pipe = self._connection.pipeline(transaction=True)
+            pipe.hincrby(self._keys[2], _FRESH if fresh else _DUPLICATE, -1)
+            pipe.hincrby(self._keys[3], bucket_field(REQUEST_BUCKETS, elapsed), -1)
+            pipe.hincrby(self._keys[3], SUM_FIELD, -micros(elapsed))
+            pipe.execute()
         except redis.RedisError as exc:
             log.debug("answer count not corrected: %s", type(exc).__name__)
 

@@ -34,6 +34,8 @@ def test_the_min_replicas_comparison_runs_on_a_sentinel_set(tmp_path: Path) -> N
     run = subprocess.run([sys.executable, "-m", "bench", "--min-replicas", "1", "--smoke", "--json", str(out)],
                          env=base_env(), cwd=ROOT, capture_output=True, text=True, timeout=300)  # fmt: skip
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
-    ingest = json.loads(out.read_text())["ingest"]
+    results = json.loads(out.read_text())
+    ingest, store = results["ingest"], results["store"]
     assert ingest["0"]["rps"] > 0 and ingest["1"]["rps"] > 0 and ingest["ratio"] > 0
+    assert store["0"]["p50_us"] > 0 and store["1"]["p50_us"] > 0
     assert "MIN_REPLICAS=1 / 0:" in run.stdout

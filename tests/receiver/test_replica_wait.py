@@ -19,7 +19,7 @@ from rq import Queue
 
 from config import Settings
 from config.job_contract import JOB_SERIALIZER, deliveries_key
-from config.metrics_contract import requests_key
+from config.metrics_contract import request_duration_key, requests_key
 from devstack.services import Process, start_redis, wait_until
 from receiver import create_app
 from tests.receiver.test_webhook import SECRET, SUB, delivery
@@ -74,6 +74,8 @@ def test_without_a_replica_a_delivery_is_stored_and_drained_but_answered_503_wit
     assert client.post("/webhooks/aiwyn", data=body, headers=delivery(body=body)[0]).status_code == 503
     assert redis_client.llen(deliveries_key(settings.queue_name)) == 1
     assert _answered(redis_client, settings.queue_name) == {("503", reason): 2}  # not also as 202 / 200
+    durations = redis_client.hgetall(request_duration_key(settings.queue_name))
+    assert sum(int(v) for k, v in durations.items() if k != b"sum_us") == 2  # one duration per request
     readiness = client.get("/readyz")
     assert readiness.status_code == 503 and readiness.json["checks"]["replicas"] == "0 online, 1 required"
 
