@@ -3,7 +3,8 @@
 A Lua script marks the event id seen (for the deduplication window), appends the delivery to
 the list the workers drain, and tells whether a drain job must be queued; only then does the
 receiver pay for an RQ enqueue. Under load a drain job is nearly always waiting already, so a
-delivery costs one Redis command.
+delivery costs one Redis command. With ``AIWYN_RECEIVER_REDIS_MIN_REPLICAS``, a WAIT for the
+replicas rides in the same round trip, and too few of them is ``NotReplicated`` (a 503).
 """
 
 from __future__ import annotations
