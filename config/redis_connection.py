@@ -134,6 +134,12 @@ def connect(url: str, **options: Any) -> redis.Redis:
     return redis.Redis.from_url(url, **options)
 
 
+def online_replicas(connection: redis.Redis) -> int:
+    """How many replicas the primary behind ``connection`` has in step (``INFO replication``: state online)."""
+    info = connection.info("replication")
+    return sum(1 for name, value in info.items() if name.startswith("slave") and isinstance(value, dict) and value.get("state") == "online")
+
+
 def place(url: str) -> str:
     """Where ``url`` points, for log lines and errors: ``host:port/db``, a socket path, or the sentinels; never a password."""
     if is_sentinel_url(url):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import redis
 
+from config.redis_connection import online_replicas
 from devstack.services import Process, StackError, free_port, redis_server_binary, wait_until
 
 SERVICE = "aiwyn"
@@ -95,8 +96,7 @@ class SentinelSet:
     def replicas_in_step(self, primary: int) -> int:
         """How many replicas the primary on ``primary`` has online."""
         with self.node(primary) as node:
-            info = node.info("replication")
-        return sum(1 for name, value in info.items() if name.startswith("slave") and isinstance(value, dict) and value.get("state") == "online")
+            return online_replicas(node)
 
     def kill(self, name: str) -> None:
         """SIGKILL, as a crash of the machine would (nothing is flushed anywhere)."""

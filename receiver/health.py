@@ -8,6 +8,7 @@ from flask import Blueprint, jsonify
 from flask.typing import ResponseReturnValue
 
 from config.lifecycle import stopping
+from config.redis_connection import online_replicas
 from receiver.app import current_runtime
 
 health = Blueprint("health", __name__)
@@ -49,6 +50,5 @@ def readyz() -> ResponseReturnValue:
 
 def _replicas(connection: redis.Redis, wanted: int) -> str:
     """"ok", or how many replicas are online: without enough, every delivery is answered 503."""
-    info = connection.info("replication")
-    online = sum(1 for name, value in info.items() if name.startswith("slave") and isinstance(value, dict) and value.get("state") == "online")
+    online = online_replicas(connection)
     return "ok" if online >= wanted else f"{online} online, {wanted} required"
