@@ -33,12 +33,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import redis
 import sqlalchemy
 from rq import Queue
 
 from bench.load import event, run_wrk, write_requests
 from config.job_contract import JOB_SERIALIZER, deliveries_key, delivery_mac_keys, enqueue_drain, pack_delivery, seen_key
+from config.redis_connection import connect
 from config.settings import from_env as settings_from_env
 from devstack.databases import clear_tables, throwaway_database
 from devstack.services import REGISTER_ONLY, ROOT, Process, free_port, local_secrets_key, run_release, start_web
@@ -60,7 +60,7 @@ class Stack:
     it checks the harness, not the speed.
     """
 
-    def __init__(self, directory: Path, database_url: str, *, quick: bool = False) -> None:
+    def __init__(self, directory: Path, database_url: str, *, quick: bool = False, redis_url: str | None = None) -> None:
         self.directory = directory
         self.database_url = database_url
         self.quick = quick
@@ -78,6 +78,8 @@ class Stack:
         )
         if quick:
             env["AIWYN_RECEIVER_WEB_WORKERS"] = "1"  # fewer processes to start on a small machine
+        if redis_url:
+            env["REDIS_URL"] = redis_url  # a Redis of the caller's (``bench.replicas``: a Sentinel set)
         # Redis and the emulator here; web processes and workers start per phase.
         self.local = LocalStack(directory, env).start(release=(), web=False, workers=0)
         self.env = env
@@ -96,7 +98,7 @@ class Stack:
         [subscription] = api.get("/api/v1/event-subscriptions").json()["data"]["subscriptions"]
         self.subscription_id = subscription["id"]
         self.secret = api.get(f"/api/v1/event-subscriptions/{self.subscription_id}/secret").json()["data"]["secrets"][0]["secret"]
-        self.redis = redis.Redis.from_url(self.env["REDIS_URL"])
+        self.redis = connect(self.env["REDIS_URL"])
         self.engine = make_engine(database_url)
 
     def keep_web(self, *apps: str) -> None:
@@ -111,15 +113,22 @@ class Stack:
         self.kept_web[app] = (process, port)
         self.processes.append(process)
 
+    @property
+    def queue(self) -> str:
+        return QUEUE
+
     @contextlib.contextmanager
-    def web(self, app: str = RECEIVER_APP) -> Iterator[str]:
+    def web(self, app: str = RECEIVER_APP, **settings: str) -> Iterator[str]:
+        """A web process of ``app`` for the block (``settings``: environment added to the stack's)."""
+        if settings and (self.quick or app in self.kept_web):
+            raise RuntimeError("kept web processes run on the stack's settings only")
         if self.quick and app not in self.kept_web:
             self.keep_web(app)
         if app in self.kept_web:
             yield f"http://127.0.0.1:{self.kept_web[app][1]}"
             return
         port = self.port
-        process = start_web(self.env, self.directory / "web.log", port, app)
+        process = start_web(self.env | settings, self.directory / "web.log", port, app)
         try:
             yield f"http://127.0.0.1:{port}"
         finally:
@@ -388,11 +397,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--postgres", default=os.environ.get("TEST_POSTGRES_URL"), help="a PostgreSQL server URL whose user may create databases")
     parser.add_argument("--json", type=Path, help="where to write the results (default bench/results/<time>.json)")
     parser.add_argument("--smoke", action="store_true", help="a few seconds, tiny counts, SQLite only: checks the harness, not the speed")
+    parser.add_argument("--min-replicas", type=int, default=0, metavar="N",
+                        help="only this: ingest with AIWYN_RECEIVER_REDIS_MIN_REPLICAS=N against 0, alternating, on a Sentinel set of a primary and N replicas")
     args = parser.parse_args(argv)
     # Stopped by SIGTERM: unwind, so that every process the run started is stopped too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     smoke = args.smoke
     runs = 1 if smoke else args.runs
+    if args.min_replicas:
+        from bench.replicas import main_replicas
+
+        return main_replicas(lambda directory, url, redis_url: Stack(directory, url, redis_url=redis_url), args.min_replicas, runs, 1 if smoke else 10, args.json)
     events, burst, backfilled, viewed = (1000, 200, 500, 2000) if smoke else (20_000, 10_000, 50_000, 100_000)
     ingest_seconds, latency_seconds = (1, 0.5) if smoke else (10, 10)
     results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "at": datetime.now(UTC).isoformat(timespec="seconds")}, "smoke": smoke, "runs": runs}

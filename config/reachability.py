@@ -11,22 +11,20 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import redis
 import sqlalchemy
 from sqlalchemy.engine import make_url
+
+from config.redis_connection import connect, place
 
 # What PostgreSQL or our own check says when the place answers but is the wrong one.
 _MISCONFIGURED = re.compile(r"does not exist|authentication failed|no pg_hba\.conf entry|password|not migrated|no such file", re.I)
 
 
 def redis_place(url: str) -> str:
-    """``host:port/db`` of a Redis URL, without its password."""
-    parts = urlsplit(url)
-    if parts.scheme == "unix":
-        return parts.path
-    return f"{parts.hostname or '127.0.0.1'}:{parts.port or 6379}{parts.path or '/0'}"
+    """``host:port/db`` of a Redis URL (or its sentinels and service), without its password."""
+    return place(url)
 
 
 def database_place(url: str) -> str:
@@ -62,7 +60,7 @@ def _short(exc: BaseException) -> str:
 
 def check_redis(url: str, timeout: float = 3.0) -> Check:
     what = f"Redis at {redis_place(url)}"
-    client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    client = connect(url, socket_connect_timeout=timeout, socket_timeout=timeout)
     try:
         client.ping()
     except redis.RedisError as exc:

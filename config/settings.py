@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from config.redis_connection import is_sentinel_url, parse_sentinel_url
+
 PREFIX = "AIWYN_RECEIVER_"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SUBSCRIPTIONS_FILE = Path(__file__).resolve().parent / "subscriptions.toml"
@@ -40,6 +42,9 @@ class Settings:
     aiwyn_api_key: str | None = field(default=None, repr=False)
     public_url: str | None = None
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # A 2xx only once this many replicas have the delivery (WAIT), within the timeout; else 503.
+    redis_min_replicas: int = 0
+    redis_replica_timeout_ms: int = 500
     database_url: str = ""
     port: int = 8000
     bind_host: str = "0.0.0.0"
@@ -156,7 +161,10 @@ def _base_url(raw: str) -> str:
 
 
 def _redis_url(raw: str) -> str:
-    url = _url(("redis", "rediss", "unix"))(raw)
+    if is_sentinel_url(raw):
+        parse_sentinel_url(raw.strip())  # ValueError says what is wrong, never echoing the URL
+        return raw.strip()
+    url = _url(("redis", "rediss", "unix", "redis+sentinel"))(raw)
     try:
         urlsplit(url).port  # noqa: B018 - parses the port
     except ValueError:
@@ -320,6 +328,9 @@ _FIELDS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "REDIS_URL": ("redis_url", _redis_url),
     "DATABASE_URL": ("database_url", _database_url),
     "PORT": ("port", _int(1, 65535)),
+    PREFIX + "REDIS_MIN_REPLICAS": ("redis_min_replicas", _int(0, 16)),
+    # Below the web's 2 s socket timeout, so a slow WAIT is a 503 with its reason, not a TimeoutError.
+    PREFIX + "REDIS_REPLICA_TIMEOUT_MS": ("redis_replica_timeout_ms", _int(1, 1500)),
     PREFIX + "BIND_HOST": ("bind_host", _text),
     PREFIX + "WEB_WORKERS": ("web_workers", _int(1, 64)),
     PREFIX + "WEB_THREADS": ("web_threads", _int(1, 256)),

@@ -21,6 +21,8 @@ from pathlib import Path
 import httpx
 import redis
 
+from config.redis_connection import connect
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -110,7 +112,7 @@ def start_redis(directory: Path, port: int | None = None, *, durable: bool = Fal
     argv = [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", *persistence, "--dir", str(directory)]
     process = Process("redis", argv, os.environ, directory / "redis.log")
     url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url, socket_connect_timeout=0.5)
+    client = connect(url, socket_connect_timeout=0.5)
     wait_until(client.ping, 15, f"redis on port {port}", process)
     client.close()
     return process, url

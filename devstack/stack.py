@@ -102,12 +102,13 @@ class LocalStack:
         web: bool = True,
         workers: int = 1,
     ) -> Self:
-        """Redis, the emulator, ``prepare(self)``, the ``release`` steps, then web and ``workers`` RQ workers.
+        """Redis (unless ``env`` names one), the emulator, ``prepare(self)``, the ``release`` steps, then web and ``workers`` RQ workers.
 
         If any of it fails, what had started is stopped before the error propagates.
         """
         try:
-            self.processes["redis"], self.env["REDIS_URL"] = start_redis(self.directory / "redis", durable=durable_redis)
+            if "REDIS_URL" not in self.env:  # else a Redis of the caller's (a Sentinel set, say)
+                self.processes["redis"], self.env["REDIS_URL"] = start_redis(self.directory / "redis", durable=durable_redis)
             self.processes["emulator"], self.emulator_url = start_emulator(self.env, self.directory / "emulator.log")
             self.env["AIWYN_BASE_URL"] = self.emulator_url
             if prepare is not None:

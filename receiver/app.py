@@ -7,13 +7,15 @@ from dataclasses import dataclass, replace
 
 import redis
 import sqlalchemy
-from flask import Flask, current_app
+from flask import Flask, current_app, jsonify, request
+from flask.typing import ResponseReturnValue
 from prometheus_client import CollectorRegistry
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from aiwyn_api.client import AiwynClient
 from config import Settings, load_settings
 from config.logs import configure_logging
+from config.redis_connection import connect
 from config.wire import DEFAULT_WIRE, Wire, wire_for
 from receiver.delivery_queue import DeliveryQueue
 from receiver.metrics import registry_for
@@ -45,7 +47,14 @@ def current_runtime() -> Runtime:
 
 def connect_redis(settings: Settings) -> redis.Redis:
     """A Redis client that fails fast: a request must answer 503 quickly, not hang."""
-    return redis.Redis.from_url(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
+    return connect(settings.redis_url, socket_connect_timeout=2, socket_timeout=2)
+
+
+def _redis_unavailable(exc: redis.RedisError) -> ResponseReturnValue:
+    """A route that meets a Redis error it does not handle itself (``/status`` during an outage or a
+    failover) answers 503, never an unhandled 500; the endpoint answers its own 503s."""
+    log.warning("%s answered 503: Redis unavailable (%s)", request.endpoint, type(exc).__name__)
+    return jsonify(error="redis unavailable"), 503, {"Retry-After": "30"}
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -90,6 +99,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         # the log lines is then the one the outermost proxy saw, and nobody can forge it.
         hops = settings.trusted_proxy_hops
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
+    app.register_error_handler(redis.RedisError, _redis_unavailable)
     app.register_blueprint(webhooks)
     app.register_blueprint(health)
     app.register_blueprint(observe)

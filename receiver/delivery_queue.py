@@ -3,7 +3,8 @@
 A Lua script marks the event id seen (for the deduplication window), appends the delivery to
 the list the workers drain, and tells whether a drain job must be queued; only then does the
 receiver pay for an RQ enqueue. Under load a drain job is nearly always waiting already, so a
-delivery costs one Redis command.
+delivery costs one Redis command. With ``AIWYN_RECEIVER_REDIS_MIN_REPLICAS``, a WAIT for the
+replicas rides in the same round trip, and too few of them is ``NotReplicated`` (a 503).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 import time
 
 import redis
+from redis.exceptions import NoScriptError
 from rq import Queue
 from rq.job import Job
 
@@ -31,6 +33,7 @@ from config.job_contract import (
 )
 from config.metrics_contract import (
     REQUEST_BUCKETS,
+    SUM_FIELD,
     arrivals_key,
     bucket_field,
     field,
@@ -68,6 +71,13 @@ return {fresh and 1 or 0, wake and 1 or 0}
 """
 
 
+class NotReplicated(redis.RedisError):
+    """Stored on the primary, but fewer replicas than ``AIWYN_RECEIVER_REDIS_MIN_REPLICAS`` have it yet: answered 503."""
+
+    def __init__(self, acknowledged: int, wanted: int, timeout_ms: int) -> None:
+        super().__init__(f"{acknowledged} of {wanted} replicas acknowledged within {timeout_ms} ms")
+
+
 class Enqueued(enum.Enum):
     QUEUED = "queued"
     DUPLICATE = "duplicate"
@@ -97,14 +107,53 @@ class DeliveryQueue:
         job_id = new_drain_job_id()
         # The duration counted is the request's until this call: its own work, without the round trip.
         elapsed = time.perf_counter() - started if started is not None else 0.0
-        fresh, wake = self._push(
-            keys=[seen_key(event_id), *self._keys],
-            args=[self._settings.dedupe_ttl, pack_delivery(event_id, subscription_id, body, self._mac_key), WAKE_TTL_SECONDS, Job.redis_job_namespace_prefix,
-                  job_id, _FRESH, _DUPLICATE, bucket_field(REQUEST_BUCKETS, elapsed), micros(elapsed), subscription_id],
+        fresh, wake, replicas = self._store(
+            [seen_key(event_id), *self._keys],
+            [self._settings.dedupe_ttl, pack_delivery(event_id, subscription_id, body, self._mac_key), WAKE_TTL_SECONDS, Job.redis_job_namespace_prefix,
+             job_id, _FRESH, _DUPLICATE, bucket_field(REQUEST_BUCKETS, elapsed), micros(elapsed), subscription_id],
         )  # fmt: skip
         if wake:
-            self.wake(job_id)
+            self.wake(job_id)  # a delivery answered 503 below is stored all the same: drained as usual
+        if replicas is not None and replicas < self._settings.redis_min_replicas:
+            self._uncount(fresh, elapsed)
+            raise NotReplicated(replicas, self._settings.redis_min_replicas, self._settings.redis_replica_timeout_ms)
         return Enqueued.QUEUED if fresh else Enqueued.DUPLICATE
+
+    def _store(self, keys: list[str], args: list[object]) -> tuple[int, int, int | None]:
+        """Run the storing script; with ``AIWYN_RECEIVER_REDIS_MIN_REPLICAS``, WAIT for that many replicas
+        too and return how many acknowledged (else None).
+
+        WAIT counts the writes of its own connection, so it goes in one pipeline with the script:
+        one connection, one round trip. A duplicate waits as well: its first copy, written earlier
+        on the primary, may not be on a replica yet."""
+        wanted = self._settings.redis_min_replicas
+        if not wanted:
+            fresh, wake = self._push(keys=keys, args=args)
+            return fresh, wake, None
+        for _ in range(2):
+            pipe = self._connection.pipeline(transaction=False)
+            pipe.evalsha(self._push.sha, len(keys), *keys, *args)
+            pipe.wait(wanted, self._settings.redis_replica_timeout_ms)
+            stored, replicas = pipe.execute(raise_on_error=False)
+            if not isinstance(stored, NoScriptError):
+                break
+            self._connection.script_load(_PUSH)  # a new primary after a failover: its script cache is empty
+        for result in (stored, replicas):
+            if isinstance(result, Exception):
+                raise result
+        fresh, wake = stored
+        return fresh, wake, int(replicas)
+
+    def _uncount(self, fresh: int, elapsed: float) -> None:
+        """The script counted the answer (202 or 200) and its duration; the endpoint counts the 503 it answers instead."""
+        try:
+            pipe = self._connection.pipeline(transaction=True)
+            pipe.hincrby(self._keys[2], _FRESH if fresh else _DUPLICATE, -1)
+            pipe.hincrby(self._keys[3], bucket_field(REQUEST_BUCKETS, elapsed), -1)
+            pipe.hincrby(self._keys[3], SUM_FIELD, -micros(elapsed))
+            pipe.execute()
+        except redis.RedisError as exc:
+            log.debug("answer count not corrected: %s", type(exc).__name__)
 
     def wake(self, job_id: str | None = None) -> None:
         """Queue a drain job; a failure here loses nothing (the delivery is stored), only time."""

@@ -21,7 +21,7 @@ from config.job_contract import MAX_EVENT_ID
 from config.wire import field, identifier
 from receiver import rejections
 from receiver.app import Runtime, current_runtime
-from receiver.delivery_queue import Enqueued
+from receiver.delivery_queue import Enqueued, NotReplicated
 from receiver.signatures import SignedHeaders, VerificationError, check_headers
 
 if TYPE_CHECKING:
@@ -88,8 +88,9 @@ def _subscription_in(body: bytes) -> tuple[str, object]:
 
 
 def _unavailable(exc: redis.RedisError, started: float) -> Response:
-    """Never 2xx unless queued: Aiwyn retries a 503 later, so nothing is lost."""
-    return _answer(503, "queue unavailable", f"redis: {type(exc).__name__}", started, **{"Retry-After": RETRY_AFTER_SECONDS})
+    """Never 2xx unless queued (and on enough replicas): Aiwyn retries a 503 later, so nothing is lost."""
+    reason = f"redis: {exc}" if isinstance(exc, NotReplicated) else f"redis: {type(exc).__name__}"
+    return _answer(503, "queue unavailable", reason, started, **{"Retry-After": RETRY_AFTER_SECONDS})
 
 
 class _Refused(Exception):

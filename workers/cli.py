@@ -14,6 +14,7 @@ import redis
 import sqlalchemy
 
 from config import Settings, SettingsError
+from config.redis_connection import connect
 from config.redis_exposure import open_redis_warning
 from config.states import RunStatus
 from workers import dead_letters
@@ -245,7 +246,7 @@ def dead_letter() -> None:
 
 
 def _redis(settings: Settings) -> redis.Redis:
-    return redis.Redis.from_url(settings.redis_url)
+    return connect(settings.redis_url)
 
 
 @dead_letter.command("list")

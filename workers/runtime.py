@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from aiwyn_api.client import AiwynClient
 from config import Settings, load_settings
 from config.job_contract import JOB_SERIALIZER
+from config.redis_connection import connect
 from workers.database import make_engine
 from workers.delivery_batches import DeliveryBatches
 from workers.registry import HandlerRegistry
@@ -69,7 +70,7 @@ def start_runtime(settings: Settings, registry: HandlerRegistry | None = None) -
     from workers.discovery import load_registry
 
     global _current
-    connection = redis.Redis.from_url(settings.redis_url)
+    connection = connect(settings.redis_url)
     with _lock:
         _current = WorkerRuntime(
             settings,

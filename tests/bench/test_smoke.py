@@ -26,3 +26,16 @@ def test_the_benchmark_smoke_run_reports_every_figure(tmp_path: Path) -> None:
                results["backfill_sqlite"]["records_per_second"], results["views_sqlite"]["text_equality_ms"]]  # fmt: skip
     assert all(isinstance(f, float | int) and f > 0 for f in figures), figures
     assert "ingest / bare" in run.stdout
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None or shutil.which("redis-sentinel") is None, reason="wrk or redis-sentinel is not installed (.ci/run installs them)")
+def test_the_min_replicas_comparison_runs_on_a_sentinel_set(tmp_path: Path) -> None:
+    out = tmp_path / "replicas.json"
+    run = subprocess.run([sys.executable, "-m", "bench", "--min-replicas", "1", "--smoke", "--json", str(out)],
+                         env=base_env(), cwd=ROOT, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    results = json.loads(out.read_text())
+    ingest, store = results["ingest"], results["store"]
+    assert ingest["0"]["rps"] > 0 and ingest["1"]["rps"] > 0 and ingest["ratio"] > 0
+    assert store["0"]["p50_us"] > 0 and store["1"]["p50_us"] > 0
+    assert "MIN_REPLICAS=1 / 0:" in run.stdout
