@@ -39,7 +39,6 @@ from config.metrics_contract import (
     request_duration_key,
     requests_key,
 )
-from receiver.script_batch import ScriptBatch
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +84,7 @@ class DeliveryQueue:
     def __init__(self, settings: Settings, connection: redis.Redis) -> None:
         self._settings = settings
         self._connection = connection
-        self._push = ScriptBatch(connection, _PUSH)  # the calls of concurrent requests share a round trip
+        self._push = connection.register_script(_PUSH)
         self._queue = Queue(settings.queue_name, connection=connection, serializer=JOB_SERIALIZER)
         self._mac_key = delivery_mac_keys(settings.require_secrets_key())[0]
         queue = settings.queue_name
@@ -98,7 +97,7 @@ class DeliveryQueue:
         job_id = new_drain_job_id()
         # The duration counted is the request's until this call: its own work, without the round trip.
         elapsed = time.perf_counter() - started if started is not None else 0.0
-        fresh, wake = self._push.call(
+        fresh, wake = self._push(
             keys=[seen_key(event_id), *self._keys],
             args=[self._settings.dedupe_ttl, pack_delivery(event_id, subscription_id, body, self._mac_key), WAKE_TTL_SECONDS, Job.redis_job_namespace_prefix,
                   job_id, _FRESH, _DUPLICATE, bucket_field(REQUEST_BUCKETS, elapsed), micros(elapsed), subscription_id],
