@@ -51,6 +51,7 @@ from workers.models import MirroredRecord
 QUEUE = "aiwyn-events"
 RECEIVER_APP = "receiver:create_app()"
 BARE_APP = "bench.bare_app:app"
+STORE_APP = "bench.store_app:app"
 CLIENT = ("bench", "bench-secret")
 
 
@@ -203,16 +204,17 @@ def prefill(stack: Stack, count: int, records: int, prefix: str) -> None:
         pipe.execute()
 
 
-def bench_ingest(stack: Stack, work: Path, seconds: float, pairs: int) -> dict[str, Any]:
-    """The receiver against the bare endpoint, both kept up: ``pairs`` alternating wrk runs (``bench.ingest``)."""
+def bench_ingest(stack: Stack, work: Path, seconds: float, pairs: int, app_under_test: str = RECEIVER_APP) -> dict[str, Any]:
+    """The receiver (or another app) against the bare endpoint, both kept up: ``pairs`` alternating wrk runs (``bench.ingest``)."""
     with contextlib.ExitStack() as running:
         endpoints = {}
-        for name, app in (("bare", BARE_APP), ("ingest", RECEIVER_APP)):
+        for name, app in (("bare", BARE_APP), ("ingest", app_under_test)):
             url = running.enter_context(stack.web(app))
             process = stack.kept_web[app][0] if app in stack.kept_web else stack.last_web
             endpoints[name] = Endpoint(name, url, process.popen.pid)
-        return compare(endpoints["bare"], endpoints["ingest"], pairs=pairs, seconds=seconds, work=work, secret=stack.secret,
-                       subscription_id=stack.subscription_id, connection=stack.redis, reset=stack.reset, warm_up=not stack.quick)  # fmt: skip
+        summary = compare(endpoints["bare"], endpoints["ingest"], pairs=pairs, seconds=seconds, work=work, secret=stack.secret,
+                          subscription_id=stack.subscription_id, connection=stack.redis, reset=stack.reset, warm_up=not stack.quick)  # fmt: skip
+    return summary | {"app": app_under_test}
 
 
 def bench_workers(stack: Stack, count: int, workers: int, runs: int) -> dict[str, float]:
@@ -386,7 +388,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="a few seconds, tiny counts, SQLite only: checks the harness, not the speed")
     parser.add_argument("--pairs", type=int, default=5, help="alternating bare/receiver wrk runs for the ingest figure; the median pair is reported (default 5)")
     parser.add_argument("--ingest-seconds", type=float, default=5, help="length of each of those wrk runs (default 5)")
-    parser.add_argument("--only", choices=["ingest"], help="run this phase only (SQLite)")
+    parser.add_argument("--only", choices=["ingest", "store"],
+                        help="run this phase only (SQLite); store: the bare endpoint plus the storing Redis call alone, against the bare one")
     args = parser.parse_args(argv)
     # Stopped by SIGTERM: unwind, so that every process the run started is stopped too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -406,8 +409,8 @@ def main(argv: list[str] | None = None) -> int:
                 stack = Stack(work / f"stack-{kind}", url, quick=smoke)
                 try:
                     if kind == "sqlite":
-                        record(results, "ingest", bench_ingest(stack, work, ingest_seconds, pairs))
-                        if args.only == "ingest":
+                        record(results, "ingest", bench_ingest(stack, work, ingest_seconds, pairs, STORE_APP if args.only == "store" else RECEIVER_APP))
+                        if args.only:
                             break
                         record(results, "latency", bench_latency(stack, 20, latency_seconds, runs))
                     for workers in (1, 2):
@@ -434,7 +437,7 @@ def table(results: dict[str, Any]) -> str:
     ingest = results["ingest"]
     rows = [
         ("bare endpoint (gunicorn gthread, same settings)", f"{ingest['bare']['rps']:,.0f} req/s", f"p50 {ingest['bare']['p50_ms']:.1f} ms, p99 {ingest['bare']['p99_ms']:.1f} ms"),
-        ("ingest: checks, verify, dedupe, enqueue", f"{ingest['ingest']['rps']:,.0f} req/s", f"p50 {ingest['ingest']['p50_ms']:.1f} ms, p99 {ingest['ingest']['p99_ms']:.1f} ms"),
+        ("ingest: checks, verify, dedupe, enqueue" if ingest["app"] == RECEIVER_APP else f"{ingest['app']} (no checks, the store alone)", f"{ingest['ingest']['rps']:,.0f} req/s", f"p50 {ingest['ingest']['p50_ms']:.1f} ms, p99 {ingest['ingest']['p99_ms']:.1f} ms"),
         ("ingest / bare, median of alternating pairs", f"{ingest['ratio']:.0%}", f"{ingest['pairs']} pairs: " + " ".join(f"{r:.0%}" for r in ingest["ratios"])),
         ("ingest p99 / bare p99", f"{ingest['p99_over_bare']:.1f}x", ""),
         ("CPU per request: bare (web + Redis + wrk)", f"{ingest['bare']['total_us']:,.0f} µs",
