@@ -10,7 +10,8 @@
    empty mirror, the whole command timed (start-up included).
 6. views: a query through the typed view ``aiwyn_client`` over N mirrored clients, with an
    equality filter on a text field and on an integer field.
-Each figure is the median of ``--runs`` runs. Load, service and databases share this machine.
+Each figure is the median of ``--runs`` runs (ingest: of ``--pairs`` alternating pairs, with the
+CPU each side spends per request). Load, service and databases share this machine.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import httpx
 import sqlalchemy
 from rq import Queue
 
+from bench.ingest import Endpoint, compare
 from bench.load import event, run_wrk, write_requests
 from config.job_contract import JOB_SERIALIZER, deliveries_key, delivery_mac_keys, enqueue_drain, pack_delivery, seen_key
 from config.redis_connection import connect
@@ -49,6 +51,7 @@ from workers.models import MirroredRecord
 QUEUE = "aiwyn-events"
 RECEIVER_APP = "receiver:create_app()"
 BARE_APP = "bench.bare_app:app"
+STORE_APP = "bench.store_app:app"
 CLIENT = ("bench", "bench-secret")
 
 
@@ -68,6 +71,7 @@ class Stack:
         self.processes: list[Process] = []
         self.kept_web: dict[str, tuple[Process, int]] = {}
         self.kept_workers: list[Process] = []
+        self.last_web: Process | None = None  # the web process ``web()`` started last
         self.port = free_port()
         env = stack_env(
             database_url,
@@ -127,8 +131,9 @@ class Stack:
         if app in self.kept_web:
             yield f"http://127.0.0.1:{self.kept_web[app][1]}"
             return
-        port = self.port
-        process = start_web(self.env | settings, self.directory / "web.log", port, app)
+        # The receiver on the registered port; the bare endpoint, which may run beside it, on its own.
+        port = self.port if app == RECEIVER_APP else free_port()
+        process = self.last_web = start_web(self.env | settings | {"PORT": str(port)}, self.directory / f"web-{port}.log", port, app)
         try:
             yield f"http://127.0.0.1:{port}"
         finally:
@@ -208,24 +213,17 @@ def prefill(stack: Stack, count: int, records: int, prefix: str) -> None:
         pipe.execute()
 
 
-def bench_ingest(stack: Stack, work: Path, seconds: float, runs: int) -> dict[str, Any]:
-    results: dict[str, list[dict[str, float]]] = {"bare": [], "ingest": []}
-    for run in range(runs):
-        for name, app in (("bare", BARE_APP), ("ingest", RECEIVER_APP)):
-            stack.reset()
-            requests = work / f"ingest-{run}.tsv"
-            write_requests(requests, stack.secret, stack.subscription_id, int(seconds * 9000), 20_000, f"i{run}")
-            with stack.web(app) as url:
-                if not stack.quick:
-                    run_wrk(url, requests, 1)  # warm-up: imports, connections, first secrets load
-                stack.redis.delete(deliveries_key(QUEUE))
-                result = run_wrk(url, requests, seconds)
-            if result.non_2xx:
-                raise RuntimeError(f"{name}: {result.non_2xx} answers were not 2xx; see the web logs in {stack.directory}")
-            results[name].append({"rps": result.requests_per_second, "p50_ms": result.p50_ms, "p99_ms": result.p99_ms})
-    summary = {name: {k: statistics.median(r[k] for r in rows) for k in rows[0]} for name, rows in results.items()}
-    summary["ratio"] = summary["ingest"]["rps"] / summary["bare"]["rps"]
-    return summary
+def bench_ingest(stack: Stack, work: Path, seconds: float, pairs: int, app_under_test: str = RECEIVER_APP) -> dict[str, Any]:
+    """The receiver (or another app) against the bare endpoint, both kept up: ``pairs`` alternating wrk runs (``bench.ingest``)."""
+    with contextlib.ExitStack() as running:
+        endpoints = {}
+        for name, app in (("bare", BARE_APP), ("ingest", app_under_test)):
+            url = running.enter_context(stack.web(app))
+            process = stack.kept_web[app][0] if app in stack.kept_web else stack.last_web
+            endpoints[name] = Endpoint(name, url, process.popen.pid)
+        summary = compare(endpoints["bare"], endpoints["ingest"], pairs=pairs, seconds=seconds, work=work, secret=stack.secret,
+                          subscription_id=stack.subscription_id, connection=stack.redis, reset=stack.reset, warm_up=not stack.quick)  # fmt: skip
+    return summary | {"app": app_under_test}
 
 
 def bench_workers(stack: Stack, count: int, workers: int, runs: int) -> dict[str, float]:
@@ -399,6 +397,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="a few seconds, tiny counts, SQLite only: checks the harness, not the speed")
     parser.add_argument("--min-replicas", type=int, default=0, metavar="N",
                         help="only this: ingest with AIWYN_RECEIVER_REDIS_MIN_REPLICAS=N against 0, alternating, on a Sentinel set of a primary and N replicas")
+    parser.add_argument("--pairs", type=int, default=5, help="alternating bare/receiver wrk runs for the ingest figure; the median pair is reported (default 5)")
+    parser.add_argument("--ingest-seconds", type=float, default=5, help="length of each of those wrk runs (default 5)")
+    parser.add_argument("--only", choices=["ingest", "store"],
+                        help="run this phase only (SQLite); store: the bare endpoint plus the storing Redis call alone, against the bare one")
     args = parser.parse_args(argv)
     # Stopped by SIGTERM: unwind, so that every process the run started is stopped too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -409,7 +411,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return main_replicas(lambda directory, url, redis_url: Stack(directory, url, redis_url=redis_url), args.min_replicas, runs, 1 if smoke else 10, args.json)
     events, burst, backfilled, viewed = (1000, 200, 500, 2000) if smoke else (20_000, 10_000, 50_000, 100_000)
-    ingest_seconds, latency_seconds = (1, 0.5) if smoke else (10, 10)
+    ingest_seconds, latency_seconds = (1, 0.5) if smoke else (args.ingest_seconds, 10)
+    pairs = 1 if smoke else args.pairs
     results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "at": datetime.now(UTC).isoformat(timespec="seconds")}, "smoke": smoke, "runs": runs}
     with tempfile.TemporaryDirectory(prefix="aiwyn-bench-") as tmp:
         work = Path(tmp)
@@ -421,7 +424,9 @@ def main(argv: list[str] | None = None) -> int:
                 stack = Stack(work / f"stack-{kind}", url, quick=smoke)
                 try:
                     if kind == "sqlite":
-                        record(results, "ingest", bench_ingest(stack, work, ingest_seconds, runs))
+                        record(results, "ingest", bench_ingest(stack, work, ingest_seconds, pairs, STORE_APP if args.only == "store" else RECEIVER_APP))
+                        if args.only:
+                            break
                         record(results, "latency", bench_latency(stack, 20, latency_seconds, runs))
                     for workers in (1, 2):
                         record(results, f"workers_{kind}_{workers}", bench_workers(stack, events, workers, runs))
@@ -447,15 +452,21 @@ def table(results: dict[str, Any]) -> str:
     ingest = results["ingest"]
     rows = [
         ("bare endpoint (gunicorn gthread, same settings)", f"{ingest['bare']['rps']:,.0f} req/s", f"p50 {ingest['bare']['p50_ms']:.1f} ms, p99 {ingest['bare']['p99_ms']:.1f} ms"),
-        ("ingest: checks, verify, dedupe, enqueue", f"{ingest['ingest']['rps']:,.0f} req/s", f"p50 {ingest['ingest']['p50_ms']:.1f} ms, p99 {ingest['ingest']['p99_ms']:.1f} ms"),
-        ("ingest / bare", f"{ingest['ratio']:.0%}", ""),
-    ]
+        ("ingest: checks, verify, dedupe, enqueue" if ingest["app"] == RECEIVER_APP else f"{ingest['app']} (no checks, the store alone)", f"{ingest['ingest']['rps']:,.0f} req/s", f"p50 {ingest['ingest']['p50_ms']:.1f} ms, p99 {ingest['ingest']['p99_ms']:.1f} ms"),
+        ("ingest / bare, median of alternating pairs", f"{ingest['ratio']:.0%}", f"{ingest['pairs']} pairs: " + " ".join(f"{r:.0%}" for r in ingest["ratios"])),
+        ("ingest p99 / bare p99", f"{ingest['p99_over_bare']:.1f}x", ""),
+        ("CPU per request: bare (web + Redis + wrk)", f"{ingest['bare']['total_us']:,.0f} µs",
+         f"web {ingest['bare']['web_us']:,.0f}, Redis {ingest['bare']['redis_us']:,.0f}, wrk {ingest['bare']['wrk_us']:,.0f}"),
+        ("CPU per request: ingest (web + Redis + wrk)", f"{ingest['ingest']['total_us']:,.0f} µs",
+         f"web {ingest['ingest']['web_us']:,.0f}, Redis {ingest['ingest']['redis_us']:,.0f}, wrk {ingest['ingest']['wrk_us']:,.0f}"),
+        ("bare CPU / ingest CPU (the ratio when CPU bounds both)", f"{ingest['cpu_ratio']:.0%}", ""),
+    ]  # fmt: skip
     for key, value in results.items():
         if key.startswith("workers_"):
             _, kind, count = key.split("_")
             rows.append((f"mirror throughput, {kind}, {count} worker(s)", f"{value['events_per_second']:,.0f} events/s", ""))
-    latency = results["latency"]
-    rows.append(("end-to-end latency, 20 req/s, idle workers", f"p50 {latency['p50_ms']:.1f} ms", f"p99 {latency['p99_ms']:.1f} ms"))
+    if latency := results.get("latency"):
+        rows.append(("end-to-end latency, 20 req/s, idle workers", f"p50 {latency['p50_ms']:.1f} ms", f"p99 {latency['p99_ms']:.1f} ms"))
     for key, value in results.items():
         if key.startswith("burst_"):
             rows.append((f"burst of {'10,000' if not results['smoke'] else 'a few'} events, {key[6:]}, 2 workers", f"{value['seconds_to_mirror_all']:.1f} s to mirror all",

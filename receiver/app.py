@@ -93,7 +93,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     from receiver.metrics import observe
     from receiver.status import status
     from receiver.webhook import webhooks
+    from receiver.webhook_route import WebhookRoute
 
+    # The webhook's POSTs are answered in front of Flask (the same handler, less per request).
+    app.wsgi_app = WebhookRoute(app.wsgi_app, runtime)  # type: ignore[method-assign]
     if settings.trusted_proxy_hops:
         # Only as many X-Forwarded-* hops as there are proxies of ours: the client address in
         # the log lines is then the one the outermost proxy saw, and nobody can forge it.

@@ -11,6 +11,7 @@ import hmac
 import json
 import logging
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import redis
@@ -22,7 +23,8 @@ from config.wire import field, identifier
 from receiver import rejections
 from receiver.app import Runtime, current_runtime
 from receiver.delivery_queue import Enqueued, NotReplicated
-from receiver.signatures import SignedHeaders, VerificationError, check_headers
+from receiver.incoming import Incoming
+from receiver.signatures import VerificationError, check_headers
 
 if TYPE_CHECKING:
     from config import Settings
@@ -31,15 +33,23 @@ log = logging.getLogger(__name__)
 webhooks = Blueprint("webhooks", __name__)
 
 RETRY_AFTER_SECONDS = "30"
-_SUBSCRIPTION = "aiwyn.subscription"  # request.environ key: the subscription as resolved, for the log line
+WEBHOOK_PATH = "/webhooks/aiwyn"
 
 
-def _answer(status: int, message: str, reason: str, started: float, **extra: str) -> Response:
+@dataclass(frozen=True)
+class Answer:
+    """What the endpoint answers: a status, a JSON body and any extra headers."""
+
+    status: int
+    body: bytes
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+def _answer(runtime: Runtime, incoming: Incoming, status: int, message: str, reason: str, started: float, **extra: str) -> Answer:
     # Every refusal is logged (it says which check failed); an accepted delivery only at DEBUG:
     # its ledger row records it anyway, and a log line costs a tenth of the request's time.
     level = logging.DEBUG if status < 400 else logging.WARNING
-    runtime = current_runtime()
-    subscription = request.environ.get(_SUBSCRIPTION) or (request.headers.get(runtime.wire.header_subscription, "") if runtime.wire.header_subscription else "")
+    subscription = incoming.subscription or (incoming.headers.get(runtime.wire.header_subscription, "") if runtime.wire.header_subscription else "")
     if log.isEnabledFor(level):
         log.log(
             level,
@@ -49,24 +59,24 @@ def _answer(status: int, message: str, reason: str, started: float, **extra: str
             "accepted" if status < 400 else "rejected",
             status,
             reason,
-            request.headers.get(runtime.wire.header_id, "")[:100],
+            incoming.headers.get(runtime.wire.header_id, "")[:100],
             subscription[:100],
-            request.remote_addr,
+            incoming.remote_addr,
             (time.perf_counter() - started) * 1000,
         )
     if status >= 400:  # an accepted delivery is counted by the script that stores it
         runtime.counts.rejected(status, reason, time.perf_counter() - started)
     if status >= 400 and status != 503:  # a 503 is Redis failing: nowhere to keep it
-        _remember(runtime, status, reason, subscription)
-    body = json.dumps({"status": message} if status < 400 else {"error": message})
-    return Response(body, status, extra, mimetype="application/json")
+        _remember(runtime, incoming, status, reason, subscription)
+    body = json.dumps({"status": message} if status < 400 else {"error": message}).encode()
+    return Answer(status, body, tuple(extra.items()))
 
 
-def _remember(runtime: Runtime, status: int, reason: str, subscription: str) -> None:
+def _remember(runtime: Runtime, incoming: Incoming, status: int, reason: str, subscription: str) -> None:
     """Keep the refusal for ``python -m receiver rejections``; a Redis error only loses the note."""
     try:
         rejection = rejections.describe_request(
-            request.headers, runtime.wire, status=status, reason=reason, subscription_id=subscription, body_bytes=request.content_length
+            incoming.all_headers(), runtime.wire, status=status, reason=reason, subscription_id=subscription, body_bytes=incoming.content_length
         )
         rejections.remember(runtime.redis, rejection)
     except redis.RedisError as exc:
@@ -87,12 +97,6 @@ def _subscription_in(body: bytes) -> tuple[str, object]:
     return identifier(field(payload, "subscriptionId")) or "", payload
 
 
-def _unavailable(exc: redis.RedisError, started: float) -> Response:
-    """Never 2xx unless queued (and on enough replicas): Aiwyn retries a 503 later, so nothing is lost."""
-    reason = f"redis: {exc}" if isinstance(exc, NotReplicated) else f"redis: {type(exc).__name__}"
-    return _answer(503, "queue unavailable", reason, started, **{"Retry-After": RETRY_AFTER_SECONDS})
-
-
 class _Refused(Exception):
     """A refusal the view answers as is: its status, the message for the sender, the reason logged."""
 
@@ -101,49 +105,58 @@ class _Refused(Exception):
         self.status, self.message, self.reason = status, message, reason
 
 
-@webhooks.post("/webhooks/aiwyn")
-@webhooks.post("/webhooks/aiwyn/<token>")
-def receive(token: str | None = None) -> Response:
+def handle(runtime: Runtime, incoming: Incoming, token: str | None = None) -> Answer:
+    """One delivery, from the request's environ to the answer; no Flask needed (see ``receiver.webhook_route``)."""
     started = time.perf_counter()
-    runtime = current_runtime()
     try:
-        body = _admitted_body(runtime.settings, token)
-        signed, subscription_id, parsed = _verified(runtime, body)
+        body = _admitted_body(runtime.settings, incoming, token)
+        event_id, subscription_id, parsed = _verified(runtime, incoming, body)
         _check_payload(body, parsed, subscription_id)
-        outcome = runtime.queue.enqueue(signed.event_id, subscription_id, body, started)
+        outcome = runtime.queue.enqueue(event_id, subscription_id, body, started)
     except _Refused as refusal:
-        return _answer(refusal.status, refusal.message, refusal.reason, started)
+        return _answer(runtime, incoming, refusal.status, refusal.message, refusal.reason, started)
     except VerificationError as exc:
-        return _answer(401, "signature verification failed", exc.reason, started)
+        return _answer(runtime, incoming, 401, "signature verification failed", exc.reason, started)
     except redis.RedisError as exc:
-        return _unavailable(exc, started)
+        # Never 2xx unless queued (and on enough replicas): Aiwyn retries a 503 later, so nothing is lost.
+        reason = f"redis: {exc}" if isinstance(exc, NotReplicated) else f"redis: {type(exc).__name__}"
+        return _answer(runtime, incoming, 503, "queue unavailable", reason, started, **{"Retry-After": RETRY_AFTER_SECONDS})
     if outcome is Enqueued.DUPLICATE:
-        return _answer(200, "duplicate", "already queued or done", started)
-    return _answer(202, outcome.value, outcome.value, started)
+        return _answer(runtime, incoming, 200, "duplicate", "already queued or done", started)
+    return _answer(runtime, incoming, 202, outcome.value, outcome.value, started)
 
 
-def _admitted_body(settings: Settings, token: str | None) -> bytes:
+@webhooks.post(WEBHOOK_PATH)
+@webhooks.post(WEBHOOK_PATH + "/<token>")
+def receive(token: str | None = None) -> Response:
+    """The same endpoint through Flask, for a request the WSGI route in front did not take."""
+    answer = handle(current_runtime(), Incoming(request.environ), token)
+    return Response(answer.body, answer.status, dict(answer.headers), mimetype="application/json")
+
+
+def _admitted_body(settings: Settings, incoming: Incoming, token: str | None) -> bytes:
     """The cheap refusals, before any secret is looked at: the callback token, size and content type."""
     # With AIWYN_RECEIVER_CALLBACK_TOKEN, only PUBLIC_URL/webhooks/aiwyn/<token> exists: a second
     # factor beside the signature. The token itself is never logged.
     if (settings.callback_token or token) and not hmac.compare_digest((token or "").encode(), (settings.callback_token or "").encode()):
         raise _Refused(404, "not found", "wrong or missing callback token")
-    if request.content_length is not None and request.content_length > settings.max_body_bytes:
+    length = incoming.content_length
+    if length is not None and length > settings.max_body_bytes:
         raise _Refused(413, "body too large", "content-length over the limit")
-    if request.mimetype != "application/json":
+    if incoming.mimetype != "application/json":
         raise _Refused(415, "content type must be application/json", "wrong content type")
     try:
-        return request.get_data(cache=False)
+        return incoming.body(settings.max_body_bytes)
     except RequestEntityTooLarge:
         raise _Refused(413, "body too large", "body over the limit") from None
 
 
-def _verified(runtime: Runtime, body: bytes) -> tuple[SignedHeaders, str, object]:
-    """The signed headers, the subscription and the body if it was parsed to find it; ``VerificationError`` otherwise."""
+def _verified(runtime: Runtime, incoming: Incoming, body: bytes) -> tuple[str, str, object]:
+    """The event id, the subscription and the body if it was parsed to find it; ``VerificationError`` otherwise."""
     wire = runtime.wire
-    subscription_id = request.headers.get(wire.header_subscription, "") if wire.header_subscription else ""
+    subscription_id = incoming.headers.get(wire.header_subscription, "") if wire.header_subscription else ""
     parsed: object = None
-    signed = check_headers(request.headers, tolerance=runtime.settings.timestamp_tolerance, wire=wire)
+    signed = check_headers(incoming.headers, tolerance=runtime.settings.timestamp_tolerance, wire=wire)
     if len(signed.event_id) > MAX_EVENT_ID:
         raise VerificationError(f"{wire.header_id} is too long")
     if not subscription_id:
@@ -152,9 +165,9 @@ def _verified(runtime: Runtime, body: bytes) -> tuple[SignedHeaders, str, object
         if not subscription_id:
             where = f"{wire.header_subscription} header" if wire.header_subscription else "header (none is configured)"
             raise VerificationError(f"no subscription named: missing {where} and no subscriptionId in the body")
-        request.environ[_SUBSCRIPTION] = subscription_id
+        incoming.subscription = subscription_id
     runtime.secrets.verify(signed, body, subscription_id)
-    return signed, subscription_id, parsed
+    return signed.event_id, subscription_id, parsed
 
 
 def _check_payload(body: bytes, parsed: object, subscription_id: str) -> None:
