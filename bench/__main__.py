@@ -388,9 +388,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--postgres", default=os.environ.get("TEST_POSTGRES_URL"), help="a PostgreSQL server URL whose user may create databases")
     parser.add_argument("--json", type=Path, help="where to write the results (default bench/results/<time>.json)")
     parser.add_argument("--smoke", action="store_true", help="a few seconds, tiny counts, SQLite only: checks the harness, not the speed")
+    parser.add_argument("--scale", action="store_true", help="the cost as the work grows (bench/scale.py), PostgreSQL only; with --smoke, tiny counts")
     args = parser.parse_args(argv)
     # Stopped by SIGTERM: unwind, so that every process the run started is stopped too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if args.scale:
+        return main_scale(args)
     smoke = args.smoke
     runs = 1 if smoke else args.runs
     events, burst, backfilled, viewed = (1000, 200, 500, 2000) if smoke else (20_000, 10_000, 50_000, 100_000)
@@ -416,11 +419,35 @@ def main(argv: list[str] | None = None) -> int:
                 finally:
                     stack.stop()
     print(table(results))
-    target = args.json or ROOT / "bench" / "results" / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    write(results, args.json or ROOT / "bench" / "results" / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json")
+    return 0
+
+
+def main_scale(args: argparse.Namespace) -> int:
+    """``--scale``: one throw-away PostgreSQL database and one stack for ``bench.scale``'s measures."""
+    from bench import scale
+    from workers.migrate import upgrade
+
+    if not args.postgres:
+        raise SystemExit("python -m bench --scale measures PostgreSQL: give --postgres URL or set TEST_POSTGRES_URL")
+    runs = 1 if args.smoke else args.runs
+    results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "at": datetime.now(UTC).isoformat(timespec="seconds")}, "smoke": args.smoke, "runs": runs}
+    with tempfile.TemporaryDirectory(prefix="aiwyn-bench-") as tmp, throwaway_database("postgres", Path(tmp), args.postgres) as url:
+        upgrade(url)
+        stack = Stack(Path(tmp) / "stack", url, quick=args.smoke)
+        try:
+            results |= scale.measure(stack, smoke=args.smoke, runs=runs, report=lambda name, figures: record({}, name, figures))
+        finally:
+            stack.stop()
+    print(scale.table(results))
+    write(results, args.json or ROOT / "bench" / "results" / f"scale-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json")
+    return 0
+
+
+def write(results: dict[str, Any], target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nwritten to {target}")
-    return 0
 
 
 def record(results: dict[str, Any], name: str, figures: dict[str, Any]) -> None:
