@@ -432,13 +432,15 @@ def main_scale(args: argparse.Namespace) -> int:
         raise SystemExit("python -m bench --scale measures PostgreSQL: give --postgres URL or set TEST_POSTGRES_URL")
     runs = 1 if args.smoke else args.runs
     results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "at": datetime.now(UTC).isoformat(timespec="seconds")}, "smoke": args.smoke, "runs": runs}
-    with tempfile.TemporaryDirectory(prefix="aiwyn-bench-") as tmp, throwaway_database("postgres", Path(tmp), args.postgres) as url:
-        upgrade(url)
-        stack = Stack(Path(tmp) / "stack", url, quick=args.smoke)
-        try:
-            results |= scale.measure(stack, smoke=args.smoke, runs=runs, report=lambda name, figures: record({}, name, figures))
-        finally:
-            stack.stop()
+    with contextlib.ExitStack() as cleanup:
+        tmp = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="aiwyn-bench-")))
+        # The stack's database, then a second one for the larger mirror (bench.scale.bench_rows).
+        urls = [cleanup.enter_context(throwaway_database("postgres", tmp, args.postgres)) for _ in range(2)]
+        for url in urls:
+            upgrade(url)
+        stack = Stack(tmp / "stack", urls[0], quick=args.smoke)
+        cleanup.callback(stack.stop)
+        results |= scale.measure(stack, urls[1], smoke=args.smoke, runs=runs, report=lambda name, figures: record({}, name, figures))
     print(scale.table(results))
     write(results, args.json or ROOT / "bench" / "results" / f"scale-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json")
     return 0

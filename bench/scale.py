@@ -15,19 +15,24 @@ starts processes itself.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import statistics
+import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy
+from rq import Queue
 
 from bench.load import ENTITY_TYPES, event
-from config.job_contract import deliveries_key, delivery_mac_keys, pack_delivery, seen_key
+from config.job_contract import JOB_SERIALIZER, deliveries_key, delivery_mac_keys, enqueue_drain, pack_delivery, seen_key
 from config.metrics_contract import arrivals_key
 from config.settings import Settings
 from config.settings import from_env as settings_from_env
+from devstack.services import Process
+from workers.database import make_engine
 
 if TYPE_CHECKING:
     from bench.__main__ import Stack
@@ -60,24 +65,24 @@ FROM generate_series(:start, :stop - 1) AS n
 """  # fmt: skip
 
 
-def seed(stack: Stack, start: int, stop: int) -> float:
-    """Store seeded records ``start``..``stop - 1`` and their ledger rows; returns the seconds taken.
+def seed(stack: Stack, engine: sqlalchemy.Engine, count: int) -> float:
+    """Store ``count`` seeded records and their ledger rows; returns the seconds taken.
 
     Vacuumed, analyzed and checkpointed afterwards, as a database that grew over time would
     be: the measurement then pays for neither the seed's bookkeeping nor its dirty pages.
     """
     started = time.monotonic()
-    for low in range(start, stop, 100_000):  # one transaction per 100,000 rows: WAL and memory stay bounded
-        with stack.engine.begin() as connection:
-            values = {"start": low, "stop": min(stop, low + 100_000), "subscription": stack.subscription_id}
+    for low in range(0, count, 100_000):  # one transaction per 100,000 rows: WAL and memory stay bounded
+        with engine.begin() as connection:
+            values = {"start": low, "stop": min(count, low + 100_000), "subscription": stack.subscription_id}
             connection.execute(sqlalchemy.text(_SEED_RECORDS), values)
             connection.execute(sqlalchemy.text(_SEED_LEDGER), values)
-    _maintain(stack, "VACUUM ANALYZE aiwyn_records, aiwyn_events", "CHECKPOINT")
+    _maintain(engine, "VACUUM ANALYZE aiwyn_records, aiwyn_events", "CHECKPOINT")
     return time.monotonic() - started
 
 
-def _maintain(stack: Stack, *statements: str) -> None:
-    with stack.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+def _maintain(engine: sqlalchemy.Engine, *statements: str) -> None:
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         for statement in statements:
             connection.exec_driver_sql(statement)
 
@@ -101,28 +106,78 @@ def mixed_events(count: int, subscription_id: str, seeded: int, run: int, prefix
     return [change for pair in zip(updates, own, strict=False) for change in pair] + updates[len(own) :] + own[len(updates) :]
 
 
-def push(stack: Stack, events: Iterable[tuple[str, bytes]]) -> None:
+def push(stack: Stack, events: Iterable[tuple[str, bytes]], queue: str = QUEUE) -> None:
     """Queue verified deliveries as the receiver does (seen mark, MACed item), without the HTTP part."""
     mac_key = delivery_mac_keys((stack.env["AIWYN_RECEIVER_SECRETS_KEY"],))[0]
     with stack.redis.pipeline(transaction=False) as pipe:
         for event_id, body in events:
             pipe.set(seen_key(event_id), "1", ex=3600)
-            pipe.rpush(deliveries_key(QUEUE), pack_delivery(event_id, stack.subscription_id, body, mac_key))
+            pipe.rpush(deliveries_key(queue), pack_delivery(event_id, stack.subscription_id, body, mac_key))
         pipe.execute()
 
 
-def timed_drain(stack: Stack, events: list[tuple[str, bytes]], workers: int) -> float:
-    """Events/s from the first committed row to the last, ``workers`` workers draining ``events``.
+class Workers:
+    """Worker processes per database, each database with a queue of its own: fresh ones for every
+    timed run, or, in a quick (smoke) run, kept ones, woken by a drain job (they can outnumber
+    what a run asks for: a smoke run checks the harness, not the speed)."""
+
+    def __init__(self, stack: Stack, quick: bool) -> None:
+        self.stack = stack
+        self.quick = quick
+        self.kept: dict[str, list[Process]] = {}
+        self.queues = {stack.database_url: QUEUE}
+        self.started = 0
+
+    def queue(self, database_url: str) -> str:
+        """The queue of the workers on ``database_url``: the stack's own for its database."""
+        return self.queues.setdefault(database_url, f"{QUEUE}-{len(self.queues)}")
+
+    def _start(self, count: int, database_url: str) -> list[Process]:
+        env = self.stack.env | {"DATABASE_URL": database_url, "AIWYN_RECEIVER_QUEUE": self.queue(database_url), "AIWYN_RECEIVER_LOG_LEVEL": "WARNING"}
+        self.started += count
+        return [Process("worker", [sys.executable, "-m", "workers", "work"], env, self.stack.directory / f"scale-worker{self.started - n}.log")
+                for n in range(count)]  # fmt: skip
+
+    def keep(self, count: int, database_url: str) -> None:
+        """Quick runs: at least ``count`` workers on ``database_url`` from now."""
+        kept = self.kept.setdefault(database_url, [])
+        kept.extend(self._start(max(0, count - len(kept)), database_url))
+
+    @contextlib.contextmanager
+    def running(self, count: int, database_url: str) -> Iterator[None]:
+        """``count`` workers on ``database_url``; fresh ones look for waiting deliveries as they start."""
+        if self.quick:
+            self.keep(count, database_url)
+            settings = settings_from_env(self.stack.env | {"AIWYN_RECEIVER_QUEUE": self.queue(database_url)})
+            enqueue_drain(Queue(settings.queue_name, connection=self.stack.redis, serializer=JOB_SERIALIZER), settings)
+            yield
+            return
+        processes = self._start(count, database_url)
+        try:
+            yield
+        finally:
+            for process in processes:
+                process.stop(self.stack.stop_timeout)
+
+    def stop(self) -> None:
+        for processes in self.kept.values():
+            for process in processes:
+                process.stop(0.0)
+
+
+def timed_drain(stack: Stack, workers: Workers, count: int, mirror: tuple[str, sqlalchemy.Engine], events: list[tuple[str, bytes]]) -> float:
+    """Events/s from the first committed row to the last, ``count`` workers draining ``events`` into ``mirror`` (URL, engine).
 
     Counted in the ledger by event id range (an index-only scan), so polling stays cheap with a
     million rows stored; every id of a run shares its prefix.
     """
     ids = sorted(event_id for event_id, _ in events)
     count_sql = sqlalchemy.text("SELECT count(*) FROM aiwyn_events WHERE event_id BETWEEN :low AND :high")
-    push(stack, events)
-    first = first_count = None
-    deadline = time.monotonic() + 600
-    with stack.workers(workers), stack.engine.connect() as connection:
+    url, engine = mirror
+    push(stack, events, workers.queue(url))
+    pushed, first, first_count = time.monotonic(), None, 0
+    done, deadline = 0, time.monotonic() + 600
+    with workers.running(count, url), engine.connect() as connection:
         while time.monotonic() < deadline:
             done = connection.execute(count_sql, {"low": ids[0], "high": ids[-1]}).scalar_one()
             connection.commit()
@@ -130,43 +185,46 @@ def timed_drain(stack: Stack, events: list[tuple[str, bytes]], workers: int) -> 
             if done and first is None:
                 first, first_count = now, done
             if done >= len(ids):
+                if first_count == len(ids):  # all at the first look (kept workers, tiny counts): timed from the push
+                    return len(ids) / (now - pushed)
                 return (len(ids) - first_count) / max(now - first, 1e-6)
             time.sleep(0.05)
     raise RuntimeError(f"only {done} of {len(ids)} events mirrored after 600 s; see the worker logs in {stack.directory}")
 
 
-def bench_rows(stack: Stack, sizes: tuple[int, ...], count: int, runs: int) -> dict[str, Any]:
-    """Mirror throughput (1 worker) with each of ``sizes`` records stored; the same events each time."""
-    _truncate(stack)
-    figures: dict[str, Any] = {}
-    stored = 0
-    for size in sizes:
-        seconds = seed(stack, stored, size)
-        stored = size
-        rates = []
+def bench_rows(stack: Stack, workers: Workers, databases: dict[int, str], count: int, runs: int) -> dict[str, Any]:
+    """Mirror throughput (1 worker) with each number of records stored, each in its own database.
+
+    The databases take turns, run by run, so that a busy moment of the machine weighs on both
+    sides of a pair; the ratio reported is the median of the pairs' ratios.
+    """
+    engines = {size: make_engine(url) for size, url in databases.items()}
+    try:
+        figures: dict[str, Any] = {str(size): {"seed_seconds": seed(stack, engine, size), "runs": []} for size, engine in engines.items()}
         for run in range(runs):
-            prefix = f"x{len(figures)}{run}"
-            rates.append(timed_drain(stack, mixed_events(count, stack.subscription_id, size, run + len(figures) * runs, prefix), 1))
-            _forget_run(stack, prefix)
-        figures[str(size)] = {"events_per_second": statistics.median(rates), "runs": rates, "seed_seconds": seconds, **_sizes(stack)}
-    first, last = figures[str(sizes[0])], figures[str(sizes[-1])]
-    figures["ratio"] = last["events_per_second"] / first["events_per_second"]
+            for size, engine in engines.items():
+                prefix = f"x{run}"
+                events = mixed_events(count, stack.subscription_id, size, run, prefix)
+                figures[str(size)]["runs"].append(timed_drain(stack, workers, 1, (databases[size], engine), events))
+                _forget_run(engine, prefix)
+        for size, engine in engines.items():
+            figures[str(size)] |= {"events_per_second": statistics.median(figures[str(size)]["runs"]), **_sizes(engine)}
+    finally:
+        for engine in engines.values():
+            engine.dispose()
+    smallest, largest = (figures[str(size)]["runs"] for size in (min(databases), max(databases)))
+    figures["ratio"] = statistics.median(large / small for small, large in zip(smallest, largest, strict=True))
     return figures
 
 
-def _forget_run(stack: Stack, prefix: str) -> None:
+def _forget_run(engine: sqlalchemy.Engine, prefix: str) -> None:
     """Delete a run's ledger rows and its own records, so that every run meets the same table sizes."""
-    with stack.engine.begin() as connection:
+    with engine.begin() as connection:
         connection.execute(sqlalchemy.text("DELETE FROM aiwyn_events WHERE event_id BETWEEN :low AND :high"),
                            {"low": f"evt_{prefix}", "high": f"evt_{prefix}~"})  # fmt: skip
         connection.execute(sqlalchemy.text("DELETE FROM aiwyn_records WHERE entity_type = ANY(:types) AND record_id BETWEEN :low AND :high"),
                            {"types": list(ENTITY_TYPES), "low": f"rec_{prefix}", "high": f"rec_{prefix}~"})  # fmt: skip
-    _maintain(stack, "VACUUM aiwyn_records, aiwyn_events")
-
-
-def _truncate(stack: Stack) -> None:
-    _maintain(stack, "TRUNCATE aiwyn_records, aiwyn_events")  # before the reset's DELETE, which would be slow on a million rows
-    stack.reset()
+    _maintain(engine, "VACUUM aiwyn_records, aiwyn_events")
 
 
 def _flush(stack: Stack) -> None:
@@ -177,13 +235,13 @@ def _flush(stack: Stack) -> None:
         stack.redis.restore("aiwyn:secrets", 0, secrets)
 
 
-def _sizes(stack: Stack) -> dict[str, int]:
+def _sizes(engine: sqlalchemy.Engine) -> dict[str, int]:
     """Table and index sizes in bytes: where the database's growth goes."""
-    with stack.engine.connect() as connection:
+    with engine.connect() as connection:
         rows = connection.execute(sqlalchemy.text(
             "SELECT c.relname, pg_relation_size(c.oid) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
             "WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'i') AND (c.relname LIKE '%aiwyn_records%' OR c.relname LIKE '%aiwyn_events%')"
-        )).all()
+        )).all()  # fmt: skip
     return {f"bytes_{name}": size for name, size in rows}
 
 
@@ -215,10 +273,22 @@ def bench_redis(stack: Stack, deliveries: int, ids: int, ttls: tuple[int, ...]) 
         pipe.execute()
     per_id = (_used(r) - empty) / ids
     _flush(stack)
+    # A cheaper structure, measured but not used: ids as fields of small hashes (~100 a hash, which
+    # Redis keeps as a compact listpack), a set of hashes per hour, each expiring whole.
+    empty = _used(r)
+    with r.pipeline(transaction=False) as pipe:
+        for n in range(ids):
+            pipe.hset(f"aiwyn:bench:seen:{n % max(ids // 100, 1)}", f"evt_{n:012d}", "1")
+            if n % 10_000 == 9_999:
+                pipe.execute()
+        pipe.execute()
+    per_id_in_small_hashes = (_used(r) - empty) / ids
+    _flush(stack)
     return {
         "body_bytes": body_bytes,
         "per_waiting_delivery": lists / deliveries,
         "per_remembered_id": per_id,
+        "per_remembered_id_in_small_hashes": per_id_in_small_hashes,
         "memory_usage_seen_key": seen_key_usage,
         "used_memory_per_enqueue": (queued - start) / deliveries,  # all the script stores for one delivery, its id included
         "deliveries_measured": deliveries,
@@ -231,32 +301,41 @@ def _used(r: Any) -> int:
     return int(r.info("memory")["used_memory"])
 
 
-def bench_workers(stack: Stack, counts: tuple[int, ...], events: int, runs: int) -> dict[str, Any]:
-    """Mirror throughput into an empty mirror with each number of workers (ascending: a quick stack keeps its workers)."""
-    figures = {}
-    for workers in counts:
-        rates = []
-        for run in range(runs):
-            _truncate(stack)
-            rates.append(timed_drain(stack, [event(n, stack.subscription_id, max(events // 4, 1), f"w{workers}{run}") for n in range(events)], workers))
-        figures[str(workers)] = {"events_per_second": statistics.median(rates), "runs": rates}
+def bench_workers(stack: Stack, workers: Workers, counts: tuple[int, ...], events: int, runs: int) -> dict[str, Any]:
+    """Mirror throughput into the stack's empty mirror with each number of workers, the counts taking turns run by run."""
+    figures: dict[str, Any] = {str(workers): {"runs": []} for workers in counts}
+    for run in range(runs):
+        for count in counts:
+            stack.reset()
+            changes = [event(n, stack.subscription_id, max(events // 4, 1), f"w{count}{run}") for n in range(events)]
+            figures[str(count)]["runs"].append(timed_drain(stack, workers, count, (stack.database_url, stack.engine), changes))
+    for value in figures.values():
+        value["events_per_second"] = statistics.median(value["runs"])
     return figures
 
 
-def measure(stack: Stack, *, smoke: bool, runs: int, report: Callable[[str, dict[str, Any]], None]) -> dict[str, Any]:
-    """All three measures on one PostgreSQL stack; ``report(name, figures)`` is told each as it completes."""
+def measure(stack: Stack, large: str, *, smoke: bool, runs: int, report: Callable[[str, dict[str, Any]], None]) -> dict[str, Any]:
+    """All three measures; ``stack`` runs on an empty PostgreSQL database, ``large`` is a second one
+    (migrated, empty) for the larger mirror. ``report(name, figures)`` is told each as it completes."""
     if stack.engine.dialect.name != "postgresql":
         raise SystemExit("python -m bench --scale measures PostgreSQL: give --postgres URL or set TEST_POSTGRES_URL")
     ttls = (Settings.dedupe_ttl, *((ONE_WEEK,) if Settings.dedupe_ttl != ONE_WEEK else ()))
-    sizes, events = ((100, 2_000), 400) if smoke else ((10_000, 1_000_000), 20_000)
-    # Redis first, before any worker runs (a quick stack keeps them); then one worker; then more.
+    (small_size, large_size), events = ((100, 1_000), 200) if smoke else ((10_000, 1_000_000), 20_000)
+    workers = Workers(stack, quick=smoke)
+    counts = (1, 2, 4)
     steps = (("redis", lambda: bench_redis(stack, 200 if smoke else 20_000, 2_000 if smoke else 200_000, ttls)),
-             ("rows", lambda: bench_rows(stack, sizes, events, runs)),
-             ("workers", lambda: bench_workers(stack, (1, 2, 4), events, runs)))  # fmt: skip
+             ("workers", lambda: bench_workers(stack, workers, counts, events, runs)),
+             ("rows", lambda: bench_rows(stack, workers, {small_size: stack.database_url, large_size: large}, events, runs)))  # fmt: skip
     results: dict[str, Any] = {}
-    for name, step in steps:
-        results[name] = step()
-        report(name, results[name])
+    try:
+        for name, step in steps:
+            if smoke and name == "workers":  # after the Redis figures: kept workers would drain what they measure
+                workers.keep(max(counts), stack.database_url)
+                workers.keep(1, large)
+            results[name] = step()
+            report(name, results[name])
+    finally:
+        workers.stop()
     return results
 
 
@@ -270,10 +349,11 @@ def table(results: dict[str, Any]) -> str:
     for size, value in rows_figures.items():
         if size != "ratio":
             lines.append((f"mirror throughput, {int(size):,} records stored, 1 worker", f"{value['events_per_second']:,.0f} events/s"))
-    lines.append(("  largest / smallest", f"{rows_figures['ratio']:.0%}"))
+    lines.append(("  largest / smallest (median of the pairs)", f"{rows_figures['ratio']:.0%}"))
     lines.append((f"Redis per waiting delivery (~{redis_figures['body_bytes']:.0f}-byte body)", f"{redis_figures['per_waiting_delivery']:,.0f} bytes"))
     lines.append(("Redis per remembered event id (16 characters)", f"{redis_figures['per_remembered_id']:,.0f} bytes"))
     lines.append(("  MEMORY USAGE of one seen key", f"{redis_figures['memory_usage_seen_key']:,} bytes"))
+    lines.append(("  as fields of small hashes (not used)", f"{redis_figures['per_remembered_id_in_small_hashes']:,.0f} bytes"))
     for ttl, by_rate in redis_figures["window"].items():
         sizes = ", ".join(f"{rate}/s {_human(size)}" for rate, size in by_rate.items())
         lines.append((f"deduplication window of {int(ttl) / 3600:g} h", sizes))
