@@ -32,7 +32,6 @@ from config.metrics_contract import arrivals_key
 from config.settings import Settings
 from config.settings import from_env as settings_from_env
 from devstack.services import Process
-from workers.database import make_engine
 
 if TYPE_CHECKING:
     from bench.__main__ import Stack
@@ -40,7 +39,7 @@ if TYPE_CHECKING:
 QUEUE = "aiwyn-events"
 RATES = (10, 100, 1000)  # events/s at which the deduplication window is priced
 
-# One row per seeded record, and its CREATE in the ledger, as an event would have left them:
+# One row per seeded record, its CREATE in the ledger and the mirror's run of it, as an event would have left them:
 # the attributes of the shape the emulator sends (and bench.load's events), five entity types.
 _SEED_RECORDS = """
 INSERT INTO aiwyn_records (entity_type, record_id, system_ref, attributes, active, version, occurred_at, event_id, updated_at, source)
@@ -62,11 +61,16 @@ SELECT 'evt_s' || lpad(n::text, 8, '0'), CAST(:subscription AS text), (ARRAY['cl
                                                        'attributes', jsonb_build_object('name', 'Client ' || n || ' LLP', 'notes', repeat('x', 700))))::text,
        'processed', 1, now(), now()
 FROM generate_series(:start, :stop - 1) AS n
+"""
+_SEED_RUNS = """
+INSERT INTO aiwyn_handler_runs (event_id, handler, status, attempts, attempt_base, created_at, updated_at)
+SELECT 'evt_s' || lpad(n::text, 8, '0'), 'mirror', 'succeeded', 1, 0, now(), now()
+FROM generate_series(:start, :stop - 1) AS n
 """  # fmt: skip
 
 
 def seed(stack: Stack, engine: sqlalchemy.Engine, count: int) -> float:
-    """Store ``count`` seeded records and their ledger rows; returns the seconds taken.
+    """Store ``count`` seeded records, their ledger rows and the mirror's handler runs; returns the seconds taken.
 
     Vacuumed, analyzed and checkpointed afterwards, as a database that grew over time would
     be: the measurement then pays for neither the seed's bookkeeping nor its dirty pages.
@@ -77,7 +81,8 @@ def seed(stack: Stack, engine: sqlalchemy.Engine, count: int) -> float:
             values = {"start": low, "stop": min(count, low + 100_000), "subscription": stack.subscription_id}
             connection.execute(sqlalchemy.text(_SEED_RECORDS), values)
             connection.execute(sqlalchemy.text(_SEED_LEDGER), values)
-    _maintain(engine, "VACUUM ANALYZE aiwyn_records, aiwyn_events", "CHECKPOINT")
+            connection.execute(sqlalchemy.text(_SEED_RUNS), values)
+    _maintain(engine, "VACUUM ANALYZE aiwyn_records, aiwyn_events, aiwyn_handler_runs", "CHECKPOINT")
     return time.monotonic() - started
 
 
@@ -195,36 +200,52 @@ def timed_drain(stack: Stack, workers: Workers, count: int, mirror: tuple[str, s
 def bench_rows(stack: Stack, workers: Workers, databases: dict[int, str], count: int, runs: int) -> dict[str, Any]:
     """Mirror throughput (1 worker) with each number of records stored, each in its own database.
 
-    The databases take turns, run by run, so that a busy moment of the machine weighs on both
-    sides of a pair; the ratio reported is the median of the pairs' ratios.
+    The databases take turns, run by run and in alternating order, so that a busy moment of the
+    machine weighs on both sides of a pair; the ratio reported is the median of the pairs'
+    ratios. Beside each pair, the database's share alone: the batch path
+    (``workers.processing.process_batch``) run in this process on a fifth of the events,
+    without Redis, RQ or a worker's start-up.
     """
-    engines = {size: make_engine(url) for size, url in databases.items()}
+    from workers.processing import process_batch
+    from workers.runtime import start_runtime
+
+    runtimes = {size: start_runtime(settings_from_env(stack.env | {"DATABASE_URL": url})) for size, url in databases.items()}
+    figures: dict[str, Any] = {}
     try:
-        figures: dict[str, Any] = {str(size): {"seed_seconds": seed(stack, engine, size), "runs": []} for size, engine in engines.items()}
+        for size, runtime in runtimes.items():
+            figures[str(size)] = {"seed_seconds": seed(stack, runtime.engine, size), "runs": [], "batch_path_runs": []}
         for run in range(runs):
-            for size, engine in engines.items():
-                prefix = f"x{run}"
-                events = mixed_events(count, stack.subscription_id, size, run, prefix)
-                figures[str(size)]["runs"].append(timed_drain(stack, workers, 1, (databases[size], engine), events))
-                _forget_run(engine, prefix)
-        for size, engine in engines.items():
-            figures[str(size)] |= {"events_per_second": statistics.median(figures[str(size)]["runs"]), **_sizes(engine)}
+            for size, runtime in sorted(runtimes.items(), reverse=run % 2 == 1):
+                changes = mixed_events(count, stack.subscription_id, size, run, f"x{run}")
+                figures[str(size)]["runs"].append(timed_drain(stack, workers, 1, (databases[size], runtime.engine), changes))
+                _forget_run(runtime.engine, f"x{run}")
+                raw = [(event_id, stack.subscription_id, body) for event_id, body in mixed_events(count // 5, stack.subscription_id, size, run, f"y{run}")]
+                started, batch = time.perf_counter(), runtime.settings.batch_size
+                for low in range(0, len(raw), batch):
+                    process_batch(runtime, raw[low : low + batch])
+                figures[str(size)]["batch_path_runs"].append(len(raw) / (time.perf_counter() - started))
+                _forget_run(runtime.engine, f"y{run}")
+        for size, runtime in runtimes.items():
+            value = figures[str(size)]
+            value |= {"events_per_second": statistics.median(value["runs"]), "batch_path_events_per_second": statistics.median(value["batch_path_runs"]),
+                      **_sizes(runtime.engine)}  # fmt: skip
     finally:
-        for engine in engines.values():
-            engine.dispose()
-    smallest, largest = (figures[str(size)]["runs"] for size in (min(databases), max(databases)))
-    figures["ratio"] = statistics.median(large / small for small, large in zip(smallest, largest, strict=True))
+        for runtime in runtimes.values():
+            runtime.engine.dispose()
+    small, large = (figures[str(size)] for size in (min(databases), max(databases)))
+    figures["ratio"] = statistics.median(b / a for a, b in zip(small["runs"], large["runs"], strict=True))
+    figures["batch_path_ratio"] = statistics.median(b / a for a, b in zip(small["batch_path_runs"], large["batch_path_runs"], strict=True))
     return figures
 
 
 def _forget_run(engine: sqlalchemy.Engine, prefix: str) -> None:
     """Delete a run's ledger rows and its own records, so that every run meets the same table sizes."""
     with engine.begin() as connection:
-        connection.execute(sqlalchemy.text("DELETE FROM aiwyn_events WHERE event_id BETWEEN :low AND :high"),
-                           {"low": f"evt_{prefix}", "high": f"evt_{prefix}~"})  # fmt: skip
+        for table in ("aiwyn_events", "aiwyn_handler_runs"):
+            connection.execute(sqlalchemy.text(f"DELETE FROM {table} WHERE event_id BETWEEN :low AND :high"), {"low": f"evt_{prefix}", "high": f"evt_{prefix}~"})
         connection.execute(sqlalchemy.text("DELETE FROM aiwyn_records WHERE entity_type = ANY(:types) AND record_id BETWEEN :low AND :high"),
                            {"types": list(ENTITY_TYPES), "low": f"rec_{prefix}", "high": f"rec_{prefix}~"})  # fmt: skip
-    _maintain(engine, "VACUUM aiwyn_records, aiwyn_events")
+    _maintain(engine, "VACUUM aiwyn_records, aiwyn_events, aiwyn_handler_runs")
 
 
 def _flush(stack: Stack) -> None:
@@ -240,7 +261,7 @@ def _sizes(engine: sqlalchemy.Engine) -> dict[str, int]:
     with engine.connect() as connection:
         rows = connection.execute(sqlalchemy.text(
             "SELECT c.relname, pg_relation_size(c.oid) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'i') AND (c.relname LIKE '%aiwyn_records%' OR c.relname LIKE '%aiwyn_events%')"
+            "WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'i') AND (c.relname LIKE '%aiwyn_records%' OR c.relname LIKE '%aiwyn_events%' OR c.relname LIKE '%aiwyn_handler_runs%')"
         )).all()  # fmt: skip
     return {f"bytes_{name}": size for name, size in rows}
 
@@ -347,9 +368,13 @@ def table(results: dict[str, Any]) -> str:
     rows_figures, redis_figures, workers = results["rows"], results["redis"], results["workers"]
     lines = []
     for size, value in rows_figures.items():
-        if size != "ratio":
+        if not size.endswith("ratio"):
             lines.append((f"mirror throughput, {int(size):,} records stored, 1 worker", f"{value['events_per_second']:,.0f} events/s"))
     lines.append(("  largest / smallest (median of the pairs)", f"{rows_figures['ratio']:.0%}"))
+    for size, value in rows_figures.items():
+        if not size.endswith("ratio"):
+            lines.append((f"  the batch path alone (in process), {int(size):,} records", f"{value['batch_path_events_per_second']:,.0f} events/s"))
+    lines.append(("  largest / smallest, batch path alone", f"{rows_figures['batch_path_ratio']:.0%}"))
     lines.append((f"Redis per waiting delivery (~{redis_figures['body_bytes']:.0f}-byte body)", f"{redis_figures['per_waiting_delivery']:,.0f} bytes"))
     lines.append(("Redis per remembered event id (16 characters)", f"{redis_figures['per_remembered_id']:,.0f} bytes"))
     lines.append(("  MEMORY USAGE of one seen key", f"{redis_figures['memory_usage_seen_key']:,} bytes"))
