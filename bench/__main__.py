@@ -11,6 +11,7 @@
 6. views: a query through the typed view ``aiwyn_client`` over N mirrored clients, with an
    equality filter on a text field and on an integer field.
 Each figure is the median of ``--runs`` runs. Load, service and databases share this machine.
+``--scale`` measures the cost as the work grows instead (``bench/scale.py``).
 """
 
 from __future__ import annotations
@@ -424,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def main_scale(args: argparse.Namespace) -> int:
-    """``--scale``: one throw-away PostgreSQL database and one stack for ``bench.scale``'s measures."""
+    """``--scale``: two throw-away PostgreSQL databases and one stack for ``bench.scale``'s measures."""
     from bench import scale
     from workers.migrate import upgrade
 

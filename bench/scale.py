@@ -1,16 +1,17 @@
 """``python -m bench --scale``: what the service costs as its work grows (PostgreSQL).
 
-1. rows: mirror throughput from a pre-filled queue, one worker, with 10,000 and then with
-   1,000,000 records (and as many ledger rows) already stored. Half the events update stored
-   records spread over the whole table, half create and update records of their own.
-2. redis: bytes of Redis per waiting delivery and per remembered event id, from ``MEMORY
+1. redis: bytes of Redis per waiting delivery and per remembered event id, from ``MEMORY
    USAGE`` and from ``used_memory`` over many (which also counts the expiry entry and the hash
    table), stored by the receiver's own script; the deduplication window's size at 10, 100
    and 1,000 events/s.
+2. rows: mirror throughput from a pre-filled queue, one worker, with 10,000 and with 1,000,000
+   records (and as many ledger rows and mirror runs) already stored, in two databases taking
+   turns. Half the events update stored records spread over the whole table, half create and
+   update records of their own.
 3. workers: mirror throughput from a pre-filled queue with 1, 2 and 4 workers.
 
-The stack is ``bench.__main__.Stack``, handed in by ``python -m bench``; this module never
-starts processes itself.
+The stack (Redis, the emulator, the subscription) is ``bench.__main__.Stack``, handed in by
+``python -m bench``; this module starts only the worker processes it times.
 """
 
 from __future__ import annotations
@@ -338,8 +339,6 @@ def bench_workers(stack: Stack, workers: Workers, counts: tuple[int, ...], event
 def measure(stack: Stack, large: str, *, smoke: bool, runs: int, report: Callable[[str, dict[str, Any]], None]) -> dict[str, Any]:
     """All three measures; ``stack`` runs on an empty PostgreSQL database, ``large`` is a second one
     (migrated, empty) for the larger mirror. ``report(name, figures)`` is told each as it completes."""
-    if stack.engine.dialect.name != "postgresql":
-        raise SystemExit("python -m bench --scale measures PostgreSQL: give --postgres URL or set TEST_POSTGRES_URL")
     ttls = (Settings.dedupe_ttl, *((ONE_WEEK,) if Settings.dedupe_ttl != ONE_WEEK else ()))
     (small_size, large_size), events = ((100, 1_000), 200) if smoke else ((10_000, 1_000_000), 20_000)
     workers = Workers(stack, quick=smoke)
