@@ -12,6 +12,7 @@
    equality filter on a text field and on an integer field.
 Each figure is the median of ``--runs`` runs (ingest: of ``--pairs`` alternating pairs, with the
 CPU each side spends per request). Load, service and databases share this machine.
+``--scale`` measures the cost as the work grows instead (``bench/scale.py``).
 """
 
 from __future__ import annotations
@@ -401,9 +402,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ingest-seconds", type=float, default=5, help="length of each of those wrk runs (default 5)")
     parser.add_argument("--only", choices=["ingest", "store"],
                         help="run this phase only (SQLite); store: the bare endpoint plus the storing Redis call alone, against the bare one")
+    parser.add_argument("--scale", action="store_true", help="the cost as the work grows (bench/scale.py), PostgreSQL only; with --smoke, tiny counts")
     args = parser.parse_args(argv)
     # Stopped by SIGTERM: unwind, so that every process the run started is stopped too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if args.scale:
+        return main_scale(args)
     smoke = args.smoke
     runs = 1 if smoke else args.runs
     if args.min_replicas:
@@ -436,11 +440,37 @@ def main(argv: list[str] | None = None) -> int:
                 finally:
                     stack.stop()
     print(table(results))
-    target = args.json or ROOT / "bench" / "results" / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    write(results, args.json or ROOT / "bench" / "results" / f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json")
+    return 0
+
+
+def main_scale(args: argparse.Namespace) -> int:
+    """``--scale``: two throw-away PostgreSQL databases and one stack for ``bench.scale``'s measures."""
+    from bench import scale
+    from workers.migrate import upgrade
+
+    if not args.postgres:
+        raise SystemExit("python -m bench --scale measures PostgreSQL: give --postgres URL or set TEST_POSTGRES_URL")
+    runs = 1 if args.smoke else args.runs
+    results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "at": datetime.now(UTC).isoformat(timespec="seconds")}, "smoke": args.smoke, "runs": runs}
+    with contextlib.ExitStack() as cleanup:
+        tmp = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="aiwyn-bench-")))
+        # The stack's database, then a second one for the larger mirror (bench.scale.bench_rows).
+        urls = [cleanup.enter_context(throwaway_database("postgres", tmp, args.postgres)) for _ in range(2)]
+        for url in urls:
+            upgrade(url)
+        stack = Stack(tmp / "stack", urls[0], quick=args.smoke)
+        cleanup.callback(stack.stop)
+        results |= scale.measure(stack, urls[1], smoke=args.smoke, runs=runs, report=lambda name, figures: record({}, name, figures))
+    print(scale.table(results))
+    write(results, args.json or ROOT / "bench" / "results" / f"scale-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json")
+    return 0
+
+
+def write(results: dict[str, Any], target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nwritten to {target}")
-    return 0
 
 
 def record(results: dict[str, Any], name: str, figures: dict[str, Any]) -> None:
