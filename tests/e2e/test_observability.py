@@ -35,7 +35,7 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, 
     with throwaway_database(kind, directory) as database_url:
         stack = start_stack(
             directory, database_url, AIWYN_RECEIVER_HANDLER_MODULES="tests.e2e.handlers_under_test", AIWYN_RECEIVER_HANDLER_ATTEMPTS="1",
-            AIWYN_E2E_STATE=str(directory / "state"),
+            AIWYN_E2E_STATE=str(directory / "state"), AIWYN_RECEIVER_BACKFILL_ON_START="1",  # the status page's sync section
         )  # fmt: skip
         second: Process | None = None
         try:
