@@ -61,6 +61,9 @@ class Process:
         self.name = name
         self.log_path = log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)
+        # A process started again on the same log: its output starts here, not at an earlier one's
+        # lines (a worker's old "Listening on" made a restart look ready at once).
+        self._offset = log_path.stat().st_size if log_path.exists() else 0
         self._log = open(log_path, "ab")  # kept open for the child's lifetime
         self.popen = subprocess.Popen(
             list(argv), env=dict(env), cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
@@ -70,7 +73,12 @@ class Process:
         return self.popen.poll() is None
 
     def output(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        """What this process wrote to its log (the whole file: ``log_path``)."""
+        if not self.log_path.exists():
+            return ""
+        with self.log_path.open("rb") as log:
+            log.seek(self._offset)
+            return log.read().decode(errors="replace")
 
     def signal(self, signum: int) -> None:
         if self.alive():

@@ -68,20 +68,23 @@ def work(burst: bool, queues: str) -> None:
     except SettingsError as exc:
         raise SettingsProblem(str(exc)) from exc
     runtime = runtime_or_exit(settings)
-    try:
-        wait_for_services(settings)
-    except SettingsError as exc:
-        raise SettingsProblem(str(exc)) from exc
-    except StartupTimeout as exc:
-        raise click.ClickException(str(exc)) from exc
+    while True:
+        try:
+            wait_for_services(settings)
+        except SettingsError as exc:
+            raise SettingsProblem(str(exc)) from exc
+        except StartupTimeout as exc:
+            raise click.ClickException(str(exc)) from exc
+        try:
+            exposed = open_redis_warning(settings.redis_url)
+            if exposed:
+                logging.getLogger("workers").warning("%s", exposed)
+            runtime.batches.wake_if_needed()  # deliveries left from before this start
+            break
+        except redis.RedisError as exc:
+            # Redis went between the check and here (seen: a restart of Redis during a worker's start): wait again, never exit.
+            logging.getLogger("workers").warning("Redis went away during start-up (%s); waiting for it again", type(exc).__name__)
     warn_unknown_entity_types(runtime.registry, subscribed_types(settings), lambda: [t.name for t in runtime.listing.types([ANY])])
-    try:
-        exposed = open_redis_warning(settings.redis_url)
-        if exposed:
-            logging.getLogger("workers").warning("%s", exposed)
-        runtime.batches.wake_if_needed()  # deliveries left from before this start
-    except redis.RedisError as exc:
-        raise click.ClickException(f"Redis at REDIS_URL: {type(exc).__name__}: {exc}") from exc
     # RQ takes from the queues in order: a free worker always drains first.
     chosen = {
         "all": [runtime.queue, runtime.handler_queue, runtime.sync_queue],
