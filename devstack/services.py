@@ -9,6 +9,7 @@ Procfile with its own Redis and database.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -30,11 +31,38 @@ class StackError(RuntimeError):
     """A process of the local stack did not start; the message says which and how to fix it."""
 
 
+_GIVEN_PORTS: set[int] = set()
+
+
+def _ephemeral_ports() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
 def free_port() -> int:
-    """A port nobody listens on right now (the OS picks it)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A port nobody listens on right now, below the OS's ephemeral range.
+
+    A port the OS picked (bind to 0) is one of the ephemeral ports that outgoing connections use
+    too, so between this call and a server's bind one of the stack's own connections could take
+    it (seen in CI: gunicorn's "Address already in use"). Below that range, only a listener can.
+    """
+    low = _ephemeral_ports()[0]
+    for _ in range(200):
+        port = random.randrange(10_000, low) if low > 10_000 else 0
+        if port in _GIVEN_PORTS:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            port = sock.getsockname()[1]
+        _GIVEN_PORTS.add(port)
+        return port
+    raise StackError("no free port found on 127.0.0.1")
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
