@@ -39,8 +39,8 @@ import sqlalchemy
 from rq import Queue
 
 from bench.ingest import Endpoint, compare
-from bench.load import event, run_wrk, write_requests
-from config.job_contract import JOB_SERIALIZER, deliveries_key, delivery_mac_keys, enqueue_drain, pack_delivery, seen_key
+from bench.load import event, push, run_wrk, write_requests
+from config.job_contract import JOB_SERIALIZER, enqueue_drain
 from config.redis_connection import connect
 from config.settings import from_env as settings_from_env
 from devstack.databases import clear_tables, throwaway_database
@@ -205,13 +205,7 @@ def wait_for_count(stack: Stack, target: int, timeout: float) -> tuple[float, in
 
 def prefill(stack: Stack, count: int, records: int, prefix: str) -> None:
     """Put ``count`` verified deliveries in the queue as the receiver does, without the HTTP part."""
-    mac_key = delivery_mac_keys((stack.env["AIWYN_RECEIVER_SECRETS_KEY"],))[0]
-    with stack.redis.pipeline(transaction=False) as pipe:
-        for n in range(count):
-            event_id, body = event(n, stack.subscription_id, records, prefix)
-            pipe.set(seen_key(event_id), "1", ex=3600)
-            pipe.rpush(deliveries_key(QUEUE), pack_delivery(event_id, stack.subscription_id, body, mac_key))
-        pipe.execute()
+    push(stack, (event(n, stack.subscription_id, records, prefix) for n in range(count)), QUEUE)
 
 
 def bench_ingest(stack: Stack, work: Path, seconds: float, pairs: int, app_under_test: str = RECEIVER_APP) -> dict[str, Any]:

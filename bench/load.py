@@ -12,9 +12,12 @@ import re
 import shutil
 import subprocess
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from config.job_contract import deliveries_key, delivery_mac_keys, pack_delivery, seen_key
 from receiver.signatures import decode_secret, sign
 
 ENTITY_TYPES = ("client", "contact", "staff", "department", "office")
@@ -86,6 +89,17 @@ def write_requests(path: Path, secret: str, subscription_id: str, count: int, re
             out.write(f"{event_id}\t{at}\t{sign(key, event_id, at, body)}\t{subscription_id}\t{body.decode()}\n")
             ids.append(event_id)
     return ids
+
+
+def push(stack: Any, events: Iterable[tuple[str, bytes]], queue: str) -> None:
+    """Queue verified deliveries as the receiver does (seen mark, MACed item), without the HTTP part;
+    ``stack``: ``bench.__main__.Stack`` (its Redis, settings and subscription)."""
+    mac_key = delivery_mac_keys((stack.env["AIWYN_RECEIVER_SECRETS_KEY"],))[0]
+    with stack.redis.pipeline(transaction=False) as pipe:
+        for event_id, body in events:
+            pipe.set(seen_key(event_id), "1", ex=3600)
+            pipe.rpush(deliveries_key(queue), pack_delivery(event_id, stack.subscription_id, body, mac_key))
+        pipe.execute()
 
 
 @dataclass(frozen=True)

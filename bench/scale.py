@@ -21,14 +21,14 @@ import json
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy
 from rq import Queue
 
-from bench.load import ENTITY_TYPES, event
-from config.job_contract import JOB_SERIALIZER, deliveries_key, delivery_mac_keys, enqueue_drain, pack_delivery, seen_key
+from bench.load import ENTITY_TYPES, event, push
+from config.job_contract import JOB_SERIALIZER, deliveries_key, enqueue_drain, seen_key
 from config.metrics_contract import arrivals_key
 from config.settings import Settings
 from config.settings import from_env as settings_from_env
@@ -110,16 +110,6 @@ def mixed_events(count: int, subscription_id: str, seeded: int, run: int, prefix
     updates = [seeded_update(n, subscription_id, seeded, run + 2, f"{prefix}u") for n in range(count // 2)]
     own = [event(n, subscription_id, max(count // 8, 1), f"{prefix}n") for n in range(count - count // 2)]
     return [change for pair in zip(updates, own, strict=False) for change in pair] + updates[len(own) :] + own[len(updates) :]
-
-
-def push(stack: Stack, events: Iterable[tuple[str, bytes]], queue: str = QUEUE) -> None:
-    """Queue verified deliveries as the receiver does (seen mark, MACed item), without the HTTP part."""
-    mac_key = delivery_mac_keys((stack.env["AIWYN_RECEIVER_SECRETS_KEY"],))[0]
-    with stack.redis.pipeline(transaction=False) as pipe:
-        for event_id, body in events:
-            pipe.set(seen_key(event_id), "1", ex=3600)
-            pipe.rpush(deliveries_key(queue), pack_delivery(event_id, stack.subscription_id, body, mac_key))
-        pipe.execute()
 
 
 class Workers:

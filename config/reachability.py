@@ -22,9 +22,8 @@ from config.redis_connection import connect, place
 _MISCONFIGURED = re.compile(r"does not exist|authentication failed|no pg_hba\.conf entry|password|not migrated|no such file", re.I)
 
 
-def redis_place(url: str) -> str:
-    """``host:port/db`` of a Redis URL (or its sentinels and service), without its password."""
-    return place(url)
+# ``host:port/db`` of a Redis URL (or its sentinels and service), without its password.
+redis_place = place
 
 
 def database_place(url: str) -> str:

@@ -34,12 +34,12 @@ class StackError(RuntimeError):
 _GIVEN_PORTS: set[int] = set()
 
 
-def _ephemeral_ports() -> tuple[int, int]:
+def _ephemeral_low() -> int:
+    """The first port of the OS's ephemeral range (where outgoing connections take theirs)."""
     try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        return int(low), int(high)
-    except (OSError, ValueError):
-        return 32768, 60999  # Linux's default
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
 
 
 def free_port() -> int:
@@ -49,7 +49,7 @@ def free_port() -> int:
     too, so between this call and a server's bind one of the stack's own connections could take
     it (seen in CI: gunicorn's "Address already in use"). Below that range, only a listener can.
     """
-    low = _ephemeral_ports()[0]
+    low = _ephemeral_low()
     for _ in range(200):
         port = random.randrange(10_000, low) if low > 10_000 else 0
         if port in _GIVEN_PORTS:
