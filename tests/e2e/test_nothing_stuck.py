@@ -18,20 +18,17 @@ delivery waiting with us, and is not counted. A worker was up throughout: (a) ki
 from __future__ import annotations
 
 import signal
-import threading
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import httpx
 import pytest
-import sqlalchemy
 
 from devstack.services import start_redis, start_web, start_worker
 from tests.e2e.private_postgres import PrivatePostgres, require_initdb
 from tests.e2e.stack import Stack, start_stack, wait_for
-from workers.models import MirroredRecord
+from tests.e2e.streams import acknowledged_at, emulators_records, mirror, stream
 
 pytestmark = pytest.mark.e2e
 
@@ -72,35 +69,6 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def stream(stack: Stack, count: int, pause: float) -> threading.Thread:
-    """Create ``count`` clients in the background, updating every third one at once (version 2)."""
-    tag = uuid.uuid4().hex[:6]
-
-    def produce() -> None:
-        for i in range(count):
-            record = {"type": "client", "systemRef": {"system": "erp", "id": f"C-{tag}-{i}"}, "attributes": {"ref": f"{tag}-{i}"}}
-            stack.records("POST", record)
-            if i % 3 == 0:
-                stack.records("PUT", record | {"attributes": {"ref": f"{tag}-{i}", "updated": True}})
-            time.sleep(pause)
-
-    before = len(acknowledged_at(stack))
-    producer = threading.Thread(target=produce)
-    producer.start()
-    wait_for(lambda: len(acknowledged_at(stack)) >= before + 10, what="the stream to flow")
-    return producer
-
-
-def acknowledged_at(stack: Stack) -> dict[str, datetime]:
-    """Event id -> the time of the emulator's first attempt we answered with a 2xx."""
-    first: dict[str, datetime] = {}
-    for attempt in stack.deliveries():
-        if 200 <= (attempt["status"] or 0) < 300:
-            at = datetime.fromisoformat(attempt["at"].replace("Z", "+00:00"))
-            first[attempt["eventId"]] = min(at, first.get(attempt["eventId"], at))
-    return first
-
-
 def longest_wait(stack: Stack, down: list[Window]) -> tuple[float, str]:
     """The longest time an event waited with us while Redis and the database were up (see the module's docstring)."""
     acknowledged = acknowledged_at(stack)
@@ -110,17 +78,6 @@ def longest_wait(stack: Stack, down: list[Window]) -> tuple[float, str]:
         outage = sum(max(0.0, (min(end, b) - max(start, a)).total_seconds()) for a, b in down)
         worst = max(worst, ((end - start).total_seconds() - outage, entry.event_id))
     return worst
-
-
-def mirror(stack: Stack) -> dict[str, tuple[bool, dict, int | None]]:
-    with stack.engine.connect() as connection:
-        rows = connection.execute(sqlalchemy.select(MirroredRecord.record_id, MirroredRecord.active, MirroredRecord.attributes, MirroredRecord.version))
-        return {record_id: (active, attributes, version) for record_id, active, attributes, version in rows}
-
-
-def emulators_records(stack: Stack) -> dict[str, tuple[bool, dict, int | None]]:
-    records = httpx.get(f"{stack.emulator_url}/_emulator/records", timeout=5).json()["records"]
-    return {r["id"]: (r["active"], r["attributes"], r["version"]) for r in records}
 
 
 def assert_nothing_stuck(stack: Stack, down: list[Window], gone: frozenset[str] = frozenset()) -> None:

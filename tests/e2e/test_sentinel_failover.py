@@ -25,7 +25,7 @@ import pytest
 from config.reachability import redis_place
 from devstack.sentinels import SentinelSet, sentinel_set
 from tests.e2e.stack import Stack, start_stack, wait_for
-from tests.e2e.test_nothing_stuck import emulators_records, mirror
+from tests.e2e.streams import emulators_records, mirror
 
 pytestmark = pytest.mark.e2e
 

@@ -39,7 +39,7 @@ from devstack.stack import stack_env
 from tests.databases import POSTGRES_URL
 from tests.e2e.edge import EDGE, render_nginx, require_nginx, self_signed, start_nginx
 from tests.e2e.stack import CLIENT_ID, CLIENT_SECRET, SECRETS_KEY, Stack, wait_for
-from tests.e2e.test_nothing_stuck import acknowledged_at, emulators_records, mirror, stream
+from tests.e2e.streams import acknowledged_at, emulators_records, mirror, stream
 
 pytestmark = pytest.mark.e2e
 
